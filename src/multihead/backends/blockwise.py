@@ -1,0 +1,262 @@
+"""Block-wise attention in plain PyTorch: O(T) memory forward *and* backward.
+
+Queries are processed in blocks; for each query block, keys are visited in blocks with an
+online softmax (running max and sum, Milakov and Gimelshein 2018; Rabe and Staats 2021,
+"Self-attention does not need O(n^2) memory"; Dao et al. 2022, FlashAttention). A custom
+autograd Function saves only q, k, v, the output and the per-row log-sum-exp, and recomputes
+each score tile in backward, so no ``Tq x Tk`` tensor is ever kept.
+
+Key blocks that the mask's structure forbids for a whole query block (past the causal
+diagonal, outside a sliding window, past the longest key length) are never computed: causal
+attention costs about half of full attention and a window W costs O(T * W).
+
+GQA without copying: the G query heads that share a KV head are stacked along the query
+axis, ``(B, Hkv, G * tq, D)``, so each tile is one batched matmul against the shared K/V.
+
+Not supported (the registry says so, ``auto`` avoids it): dropout, since backward would have
+to replay the dropout pattern; gradients with respect to mask or bias tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from multihead.backends import Backend, Request
+from multihead.backends.math import compute_dtype
+from multihead.masks import AttentionMask
+
+# Elements in one score tile (B * Hq * tq * tk). 2**22 float32 = 16 MiB: large enough that the
+# Python loop is a small share of the time, small enough to stay cache- and memory-friendly.
+TILE_ELEMENTS = 1 << 22
+MAX_BLOCK_Q = 256
+MIN_BLOCK = 64
+
+
+def choose_blocks(
+    batch: int, heads: int, q_len: int, k_len: int, window: int | None
+) -> tuple[int, int]:
+    """Query and key block sizes for a problem size."""
+    block_q = min(q_len, MAX_BLOCK_Q)
+    if window is not None:
+        # Each query block sees block_q + window - 1 keys; keep the wasted triangle small.
+        block_q = min(block_q, max(MIN_BLOCK, window // 2))
+    block_k = max(MIN_BLOCK, TILE_ELEMENTS // max(1, batch * heads * block_q))
+    return block_q, min(block_k, max(k_len, 1))
+
+
+def _mask_tile(
+    s: torch.Tensor,
+    mask: AttentionMask,
+    q_pos: torch.Tensor,
+    q0: int,
+    q1: int,
+    k0: int,
+    k1: int,
+    groups: int,
+) -> torch.Tensor:
+    """Apply the mask tile to scores ``s`` ``(B, Hkv, G*tq, tk)`` in place and return them."""
+    allowed, bias = mask.tile(q_pos, k0, k1, q0, q1, dtype=s.dtype)
+    if allowed is None and bias is None:
+        return s
+    b, hkv, _, tk = s.shape
+    s5 = s.view(b, hkv, groups, q1 - q0, tk)  # (B, Hkv, G, tq, tk)
+    if allowed is not None:
+        s5.masked_fill_(~_to5(allowed, hkv, groups), -torch.inf)
+    if bias is not None:
+        s5.add_(_to5(bias, hkv, groups))
+    return s
+
+
+def _to5(t: torch.Tensor, hkv: int, groups: int) -> torch.Tensor:
+    """(B|1, Hq|1, tq, tk) -> broadcastable to (B, Hkv, G, tq, tk)."""
+    b, h, tq, tk = t.shape
+    if h == 1:
+        return t.view(b, 1, 1, tq, tk)  # (B|1, 1, 1, tq, tk)
+    return t.view(b, hkv, groups, tq, tk)  # (B|1, Hkv, G, tq, tk)
+
+
+def _blocks(q_len: int, block_q: int):
+    for i, q0 in enumerate(range(0, q_len, block_q)):
+        yield i, q0, min(q0 + block_q, q_len)
+
+
+def _forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: AttentionMask,
+    scale: float,
+    block_q: int,
+    block_k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns out ``(B, Hq, Tq, Dv)`` and lse ``(B, Hq, Tq)`` (float32/64; -inf = empty row)."""
+    b, hq, tq_all, d = q.shape
+    hkv, tk_all, dv = k.shape[1], k.shape[2], v.shape[-1]
+    g = hq // hkv
+    cdt = compute_dtype(q.dtype)
+    q5 = q.view(b, hkv, g, tq_all, d)  # (B, Hkv, G, Tq, D)
+    out = q.new_zeros(b, hkv, g, tq_all, dv)  # (B, Hkv, G, Tq, Dv)
+    lse = torch.full((b, hkv, g, tq_all), -torch.inf, dtype=cdt, device=q.device)
+    q_pos = mask.query_pos(tq_all, tk_all, q.device)  # (1|B, Tq)
+    ranges = mask.key_ranges(tq_all, tk_all, block_q)
+    for i, q0, q1 in _blocks(tq_all, block_q):
+        lo, hi = ranges[i]
+        if hi <= lo:
+            continue  # every query of the block is fully masked: output 0, lse -inf
+        tq = q1 - q0
+        qb = (q5[:, :, :, q0:q1].to(cdt) * scale).reshape(b, hkv, g * tq, d)  # (B,Hkv,G*tq,D)
+        # Running row max m (may be -inf while a row has seen only masked keys), sum l, and
+        # unnormalized output acc; m_safe replaces -inf by 0 so that exp() never sees inf-inf.
+        m = l = acc = m_safe = None
+        for k0 in range(lo, hi, block_k):
+            k1 = min(k0 + block_k, hi)
+            kb = k[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, D)
+            vb = v[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, Dv)
+            s = torch.matmul(qb, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
+            s = _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g)
+            m_blk = s.amax(dim=-1, keepdim=True)  # (B, Hkv, G*tq, 1)
+            m_new = m_blk if m is None else torch.maximum(m, m_blk)
+            m_safe = m_new.masked_fill(torch.isneginf(m_new), 0.0)
+            p = s.sub_(m_safe).exp_()  # exp(-inf) = 0 for masked scores
+            if m is None:
+                l = p.sum(dim=-1, keepdim=True)
+                acc = torch.matmul(p, vb)  # (B, Hkv, G*tq, Dv)
+            else:
+                alpha = torch.exp(m - m_safe)  # rescales what was accumulated; 0 if m = -inf
+                l = l * alpha + p.sum(dim=-1, keepdim=True)
+                acc = acc * alpha + torch.matmul(p, vb)
+            m = m_new
+        assert l is not None and acc is not None and m_safe is not None
+        empty = l == 0
+        out_b = acc / l.masked_fill(empty, 1.0)  # (B, Hkv, G*tq, Dv)
+        out[:, :, :, q0:q1] = out_b.view(b, hkv, g, tq, dv)  # (B, Hkv, G, tq, Dv)
+        lse_b = (m_safe + torch.log(l)).masked_fill(empty, -torch.inf)  # (B, Hkv, G*tq, 1)
+        lse[:, :, :, q0:q1] = lse_b.view(b, hkv, g, tq)
+    return out.view(b, hq, tq_all, dv), lse.view(b, hq, tq_all)
+
+
+def _backward(
+    dout: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    mask: AttentionMask,
+    scale: float,
+    block_q: int,
+    block_k: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    b, hq, tq_all, d = q.shape
+    hkv, tk_all, dv = k.shape[1], k.shape[2], v.shape[-1]
+    g = hq // hkv
+    cdt = compute_dtype(q.dtype)
+    q5 = q.view(b, hkv, g, tq_all, d)  # (B, Hkv, G, Tq, D)
+    do5 = dout.reshape(b, hkv, g, tq_all, dv)  # (B, Hkv, G, Tq, Dv)
+    # delta_i = sum_j P_ij dP_ij = <dO_i, O_i>: the softmax backward's row term.
+    delta = (dout.to(cdt) * out.to(cdt)).sum(dim=-1).view(b, hkv, g, tq_all)  # (B,Hkv,G,Tq)
+    # Empty rows have lse = -inf; +inf makes their recomputed probabilities exp(s - inf) = 0.
+    lse5 = lse.view(b, hkv, g, tq_all).masked_fill(torch.isneginf(lse.view(b, hkv, g, tq_all)), torch.inf)
+    dq = torch.zeros(b, hkv, g, tq_all, d, dtype=cdt, device=q.device)  # (B, Hkv, G, Tq, D)
+    dk = torch.zeros(b, hkv, tk_all, d, dtype=cdt, device=q.device)  # (B, Hkv, Tk, D)
+    dvv = torch.zeros(b, hkv, tk_all, dv, dtype=cdt, device=q.device)  # (B, Hkv, Tk, Dv)
+    q_pos = mask.query_pos(tq_all, tk_all, q.device)  # (1|B, Tq)
+    ranges = mask.key_ranges(tq_all, tk_all, block_q)
+    for i, q0, q1 in _blocks(tq_all, block_q):
+        lo, hi = ranges[i]
+        if hi <= lo:
+            continue
+        tq = q1 - q0
+        qs = (q5[:, :, :, q0:q1].to(cdt) * scale).reshape(b, hkv, g * tq, d)  # (B,Hkv,G*tq,D)
+        dob = do5[:, :, :, q0:q1].to(cdt).reshape(b, hkv, g * tq, dv)  # (B, Hkv, G*tq, Dv)
+        lse_b = lse5[:, :, :, q0:q1].reshape(b, hkv, g * tq, 1)  # (B, Hkv, G*tq, 1)
+        delta_b = delta[:, :, :, q0:q1].reshape(b, hkv, g * tq, 1)  # (B, Hkv, G*tq, 1)
+        dqb = torch.zeros(b, hkv, g * tq, d, dtype=cdt, device=q.device)
+        for k0 in range(lo, hi, block_k):
+            k1 = min(k0 + block_k, hi)
+            kb = k[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, D)
+            vb = v[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, Dv)
+            s = torch.matmul(qs, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
+            s = _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g)
+            p = s.sub_(lse_b).exp_()  # recomputed probabilities (B, Hkv, G*tq, tk)
+            dvv[:, :, k0:k1] += torch.matmul(p.transpose(-1, -2), dob)  # (B, Hkv, tk, Dv)
+            dp = torch.matmul(dob, vb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
+            ds = p.mul_(dp.sub_(delta_b))  # dS = P * (dP - delta)
+            dqb += torch.matmul(ds, kb)  # (B, Hkv, G*tq, D)
+            dk[:, :, k0:k1] += torch.matmul(ds.transpose(-1, -2), qs)  # (B, Hkv, tk, D)
+        dq[:, :, :, q0:q1] = dqb.view(b, hkv, g, tq, d) * scale
+    return (
+        dq.view(b, hq, tq_all, d).to(q.dtype),
+        dk.to(k.dtype),
+        dvv.to(v.dtype),
+    )
+
+
+class _BlockwiseAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale, block_q, block_k):  # type: ignore[override]
+        out, lse = _forward(q, k, v, mask, scale, block_q, block_k)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.mask, ctx.scale, ctx.block_q, ctx.block_k = mask, scale, block_q, block_k
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):  # type: ignore[override]
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = _backward(
+            dout, q, k, v, out, lse, ctx.mask, ctx.scale, ctx.block_q, ctx.block_k
+        )
+        return dq, dk, dv, None, None, None, None
+
+
+def forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: AttentionMask,
+    scale: float,
+    dropout_p: float,
+    need_weights: bool,
+    block_q: int | None = None,
+    block_k: int | None = None,
+) -> tuple[torch.Tensor, None]:
+    del need_weights
+    if dropout_p > 0.0:
+        raise ValueError(_DROPOUT)
+    b, hq, tq, _ = q.shape
+    tk = k.shape[2]
+    bq, bk = choose_blocks(b, hq, tq, tk, mask.window)
+    bq, bk = block_q or bq, block_k or bk
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return _BlockwiseAttention.apply(q, k, v, mask, scale, bq, bk), None
+    out, _ = _forward(q, k, v, mask, scale, bq, bk)
+    return out, None
+
+
+_DROPOUT = (
+    "the blockwise backend does not support dropout_p > 0: its backward recomputes attention "
+    "and would have to replay the dropout pattern; use backend='sdpa' or 'math', or dropout_p=0"
+)
+
+
+def _unsupported(request: Request) -> str | None:
+    if request.dropout_p > 0.0:
+        return _DROPOUT
+    m = request.mask
+    if request.requires_grad and (
+        (m.additive is not None and m.additive.requires_grad)
+    ):
+        return (
+            "the blockwise backend does not propagate gradients into a float mask that "
+            "requires grad; use backend='sdpa' or 'math'"
+        )
+    return None
+
+
+BACKEND = Backend(
+    name="blockwise",
+    forward=forward,
+    unsupported=_unsupported,
+    description="online softmax over key blocks, O(T) memory, skips masked blocks",
+)

@@ -1,0 +1,500 @@
+"""Attention masks: one object for causal, sliding-window, key-padding, dense and per-head-bias
+masks, composable with ``&`` and rendered to whatever form a backend needs.
+
+Polarity: **True = may attend** everywhere in multihead (as in
+``torch.nn.functional.scaled_dot_product_attention``). Float masks are *additive*: 0 keeps a
+score, ``-inf`` removes it, other values bias it.
+
+Legend: B batch, H query heads, Tq queries, Tk keys.
+
+Positions. Keys sit at positions ``0 .. Tk-1``. Query ``i`` sits at position ``i`` when the mask
+is aligned ``"top_left"`` and at ``i + Tk - Tq`` when aligned ``"bottom_right"`` (the last query
+lines up with the last key, as when decoding with a cache); explicit ``query_positions`` override
+both. Causal means ``key_pos <= query_pos``; a window ``W`` keeps ``key_pos > query_pos - W``
+(and, when not causal, ``key_pos < query_pos + W``).
+
+Example:
+    >>> import torch
+    >>> from multihead import masks
+    >>> m = masks.causal() & masks.key_padding(lengths=torch.tensor([3, 2]))
+    >>> m.render(batch=2, heads=1, q_len=3, k_len=3)[1, 0].int()
+    tensor([[1, 0, 0],
+            [1, 1, 0],
+            [1, 1, 0]], dtype=torch.int32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from multihead._checks import shape
+
+ALIGNS = ("top_left", "bottom_right")
+
+
+@runtime_checkable
+class HeadBias(Protocol):
+    """A per-head additive score bias computed from positions, one tile at a time.
+
+    ``bias(q_pos, k_pos, dtype)`` takes query positions ``(1 | B, tq)`` and key positions
+    ``(tk,)`` (int64) and returns ``(1 | B, H, tq, tk)``. It is evaluated per block on the
+    blockwise backend, so it never needs a dense ``Tq x Tk`` tensor there.
+    """
+
+    num_heads: int
+
+    def __call__(
+        self, q_pos: torch.Tensor, k_pos: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionMask:
+    """Which keys each query may attend to (True = may attend), plus additive biases.
+
+    Build one with :func:`causal`, :func:`sliding_window`, :func:`key_padding`, :func:`dense`,
+    :func:`bias` and combine with ``&``. Fields are normalized (dense tensors are 4-D
+    ``(B | 1, H | 1, Tq, Tk)``) and checked against the actual sizes by :meth:`check`.
+    """
+
+    causal: bool = False
+    align: str = "top_left"
+    window: int | None = None
+    query_positions: torch.Tensor | None = None  # (Tq,) or (B, Tq), int64
+    key_lengths: torch.Tensor | None = None  # (B,), int64: keys [0, len) are real
+    key_padding: torch.Tensor | None = None  # (B, Tk) bool, True = real key (may attend)
+    allowed: torch.Tensor | None = None  # (B|1, H|1, Tq, Tk) bool, True = may attend
+    additive: torch.Tensor | None = None  # (B|1, H|1, Tq, Tk) float, added to scores
+    head_biases: tuple[HeadBias, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.align not in ALIGNS:
+            raise ValueError(f"align must be one of {ALIGNS}, got {self.align!r}")
+        if self.window is not None and (
+            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
+        ):
+            raise ValueError(f"window must be a positive integer, got {self.window!r}")
+
+    # ------------------------------------------------------------------ composition
+    def __and__(self, other: AttentionMask) -> AttentionMask:
+        if not isinstance(other, AttentionMask):
+            return NotImplemented
+        if self.causal and other.causal and self.align != other.align:
+            raise ValueError(
+                f"cannot combine causal masks aligned {self.align!r} and {other.align!r}"
+            )
+        align = self.align if self.causal or self.window else other.align
+        if self.query_positions is not None and other.query_positions is not None:
+            if self.query_positions is not other.query_positions and not torch.equal(
+                self.query_positions, other.query_positions
+            ):
+                raise ValueError("cannot combine masks with different query_positions")
+        return AttentionMask(
+            causal=self.causal or other.causal,
+            align=align,
+            window=_min_opt(self.window, other.window),
+            query_positions=_first(self.query_positions, other.query_positions),
+            key_lengths=_combine(self.key_lengths, other.key_lengths, torch.minimum),
+            key_padding=_combine(self.key_padding, other.key_padding, torch.logical_and),
+            allowed=_combine(self.allowed, other.allowed, torch.logical_and),
+            additive=_combine(self.additive, other.additive, torch.add),
+            head_biases=self.head_biases + other.head_biases,
+        )
+
+    def with_query_positions(self, positions: torch.Tensor) -> AttentionMask:
+        """The same mask with explicit query positions ``(Tq,)`` or ``(B, Tq)``."""
+        return replace(self, query_positions=positions.long())
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def is_empty(self) -> bool:
+        """True when the mask keeps every score unchanged."""
+        return not (
+            self.causal
+            or self.window is not None
+            or self.key_lengths is not None
+            or self.key_padding is not None
+            or self.allowed is not None
+            or self.additive is not None
+            or self.head_biases
+        )
+
+    @property
+    def has_bias(self) -> bool:
+        """True when scores are shifted by float values (not only kept or removed)."""
+        return self.additive is not None or bool(self.head_biases)
+
+    @property
+    def is_structured(self) -> bool:
+        """True when no dense ``Tq x Tk`` tensor is involved (only positions and lengths)."""
+        return self.allowed is None and self.additive is None
+
+    def is_plain_causal(self, q_len: int, k_len: int) -> bool:
+        """True when the mask is exactly SDPA's ``is_causal=True`` (top-left causal)."""
+        return (
+            self.causal
+            and self._structure_only()
+            and (self.align == "top_left" or q_len == k_len)
+        )
+
+    def is_noop(self, q_len: int, k_len: int) -> bool:
+        """True when, for these sizes, the mask keeps every score (for example causal decoding
+        of a single query aligned bottom-right, which sees every key)."""
+        if self.is_empty:
+            return True
+        return (
+            self.causal and self._structure_only() and self.align == "bottom_right" and q_len == 1
+        )
+
+    def _structure_only(self) -> bool:
+        """True when nothing but ``causal``/``align`` is set."""
+        return (
+            self.window is None
+            and self.query_positions is None
+            and self.key_lengths is None
+            and self.key_padding is None
+            and self.allowed is None
+            and self.additive is None
+            and not self.head_biases
+        )
+
+    # ------------------------------------------------------------------ validation
+    def check(self, batch: int, heads: int, q_len: int, k_len: int, device: torch.device) -> None:
+        """Raise ValueError/TypeError unless every part fits ``(B, H, Tq, Tk)``."""
+        full = (batch, heads, q_len, k_len)
+        for name, t in (("mask (bool)", self.allowed), ("mask (float)", self.additive)):
+            if t is None:
+                continue
+            ok = t.dim() == 4 and all(s in (1, f) for s, f in zip(t.shape, full))
+            ok = ok and t.shape[-2:] == (q_len, k_len)
+            if not ok:
+                raise ValueError(
+                    f"{name} has shape {shape(t)} but attention needs (Tq, Tk) = "
+                    f"({q_len}, {k_len}), broadcastable to (B, H, Tq, Tk) = {full}"
+                )
+            _same_device(name, t, device)
+        if self.key_lengths is not None:
+            kl = self.key_lengths
+            if kl.shape != (batch,):
+                raise ValueError(
+                    f"key_lengths has shape {shape(kl)} but (B,) = ({batch},) is expected"
+                )
+            _same_device("key_lengths", kl, device)
+            if kl.numel() and (int(kl.min()) < 0 or int(kl.max()) > k_len):
+                raise ValueError(
+                    f"key_lengths must lie in [0, Tk={k_len}], got {kl.tolist()}"
+                )
+        if self.key_padding is not None:
+            kp = self.key_padding
+            if kp.shape != (batch, k_len):
+                raise ValueError(
+                    f"key_padding has shape {shape(kp)} but (B, Tk) = ({batch}, {k_len}) "
+                    "is expected (True = real key, may attend)"
+                )
+            _same_device("key_padding", kp, device)
+        if self.query_positions is not None:
+            qp = self.query_positions
+            if qp.shape not in ((q_len,), (batch, q_len)):
+                raise ValueError(
+                    f"query_positions has shape {shape(qp)} but (Tq,) = ({q_len},) or "
+                    f"(B, Tq) = ({batch}, {q_len}) is expected"
+                )
+            _same_device("query_positions", qp, device)
+        for b in self.head_biases:
+            if b.num_heads not in (1, heads):
+                raise ValueError(
+                    f"a head bias has {b.num_heads} heads but attention has {heads} query heads"
+                )
+
+    # ------------------------------------------------------------------ positions
+    def query_pos(self, q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
+        """Query positions, ``(1, Tq)`` or ``(B, Tq)`` int64."""
+        if self.query_positions is not None:
+            qp = self.query_positions.to(device=device, dtype=torch.long)
+            return qp if qp.dim() == 2 else qp.unsqueeze(0)  # (1|B, Tq)
+        offset = k_len - q_len if self.align == "bottom_right" else 0
+        return torch.arange(offset, offset + q_len, device=device).unsqueeze(0)  # (1, Tq)
+
+    # ------------------------------------------------------------------ rendering
+    def tile(
+        self,
+        q_pos: torch.Tensor,
+        k0: int,
+        k1: int,
+        q0: int,
+        q1: int,
+        *,
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Render the tile of queries ``[q0, q1)`` x keys ``[k0, k1)``.
+
+        Args:
+            q_pos: positions of the tile's queries, ``(1 | B, tq)`` (from :meth:`query_pos`).
+            dtype: dtype of the returned bias.
+
+        Returns:
+            ``(allowed, bias)``: ``allowed`` is bool ``(B|1, H|1, tq, tk)`` with True = may
+            attend, or None when every pair may attend; ``bias`` is float of the same
+            broadcast shape, or None.
+        """
+        device = q_pos.device
+        k_pos = torch.arange(k0, k1, device=device)  # (tk,)
+        qp = q_pos[:, None, :, None]  # (1|B, 1, tq, 1)
+        kp = k_pos.view(1, 1, 1, -1)  # (1, 1, 1, tk)
+        allowed: torch.Tensor | None = None
+
+        def both(m: torch.Tensor) -> None:
+            nonlocal allowed
+            allowed = m if allowed is None else allowed & m
+
+        if self.causal:
+            both(kp <= qp)
+        if self.window is not None:
+            both(kp > qp - self.window)
+            if not self.causal:
+                both(kp < qp + self.window)
+        if self.key_lengths is not None:
+            both(kp < self.key_lengths.view(-1, 1, 1, 1))  # (B, 1, 1, tk)
+        if self.key_padding is not None:
+            both(self.key_padding[:, None, None, k0:k1])  # (B, 1, 1, tk)
+        if self.allowed is not None:
+            both(self.allowed[..., q0:q1, k0:k1])
+        bias: torch.Tensor | None = None
+        if self.additive is not None:
+            bias = self.additive[..., q0:q1, k0:k1].to(dtype)
+        for hb in self.head_biases:
+            b = hb(q_pos, k_pos, dtype)  # (1|B, H, tq, tk)
+            bias = b if bias is None else bias + b
+        return allowed, bias
+
+    def render(
+        self,
+        batch: int,
+        heads: int,
+        q_len: int,
+        k_len: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+        as_float: bool | None = None,
+    ) -> torch.Tensor | None:
+        """The whole mask as one dense tensor broadcastable to ``(B, H, Tq, Tk)``.
+
+        Returns a bool tensor (True = may attend) when the mask has no float biases and
+        ``as_float`` is not True, otherwise an additive float tensor (0 keep, ``-inf`` drop,
+        plus biases). None when the mask keeps everything. This costs O(Tq * Tk) memory;
+        the blockwise backend uses :meth:`tile` instead.
+        """
+        del batch, heads  # shapes broadcast; kept in the signature for readability at call sites
+        if self.is_empty:
+            return None
+        dev = torch.device(device) if device is not None else self._device()
+        q_pos = self.query_pos(q_len, k_len, dev)
+        allowed, bias = self.tile(q_pos, 0, k_len, 0, q_len, dtype=dtype)
+        if as_float is None:
+            as_float = bias is not None
+        if not as_float:
+            if bias is not None:
+                raise ValueError("a mask with float biases cannot be rendered as bool")
+            return allowed
+        if allowed is None:
+            return bias
+        out = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill(~allowed, -torch.inf)
+        return out if bias is None else out + bias
+
+    def _device(self) -> torch.device:
+        for t in (
+            self.allowed,
+            self.additive,
+            self.key_padding,
+            self.key_lengths,
+            self.query_positions,
+        ):
+            if t is not None:
+                return t.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ block structure
+    def key_ranges(
+        self, q_len: int, k_len: int, block_q: int, device: torch.device | None = None
+    ) -> list[tuple[int, int]]:
+        """For each query block of ``block_q`` queries, the key range ``[lo, hi)`` that any of
+        its queries may see, from the structural parts (causal, window, key lengths). Keys
+        outside the range are masked for every query of the block, so a backend may skip them.
+        """
+        starts = list(range(0, q_len, block_q))
+        if self.query_positions is not None:
+            qp = self.query_positions.long()
+            qp = qp if qp.dim() == 2 else qp.unsqueeze(0)  # (1|B, Tq)
+            lows = [int(qp[:, s : s + block_q].min()) for s in starts]
+            highs = [int(qp[:, s : s + block_q].max()) for s in starts]
+        else:
+            offset = k_len - q_len if self.align == "bottom_right" else 0
+            lows = [s + offset for s in starts]
+            highs = [min(s + block_q, q_len) - 1 + offset for s in starts]
+        k_max = k_len
+        if self.key_lengths is not None and self.key_lengths.numel():
+            k_max = min(k_max, int(self.key_lengths.max()))
+        ranges = []
+        for qmin, qmax in zip(lows, highs):
+            lo, hi = 0, k_max
+            if self.causal:
+                hi = min(hi, qmax + 1)
+            if self.window is not None:
+                lo = max(lo, qmin - self.window + 1)
+                if not self.causal:
+                    hi = min(hi, qmax + self.window)
+            lo = min(max(lo, 0), k_len)
+            ranges.append((lo, max(lo, hi)))
+        return ranges
+
+    def block_layout(self, q_len: int, k_len: int, block_q: int, block_k: int) -> torch.Tensor:
+        """Which key blocks each query block may see: bool ``(ceil(Tq/bq), ceil(Tk/bk))``.
+
+        True means the block pair may hold an allowed score (dense parts are assumed to allow
+        something); False means every score of the pair is masked and can be skipped.
+        """
+        nq = -(-q_len // block_q)
+        nk = -(-k_len // block_k)
+        layout = torch.zeros(nq, nk, dtype=torch.bool)
+        for i, (lo, hi) in enumerate(self.key_ranges(q_len, k_len, block_q)):
+            if hi > lo:
+                layout[i, lo // block_k : -(-hi // block_k)] = True
+        return layout
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.causal:
+            parts.append(f"causal({self.align})")
+        if self.window is not None:
+            parts.append(f"window={self.window}")
+        if self.query_positions is not None:
+            parts.append(f"query_positions{shape(self.query_positions)}")
+        if self.key_lengths is not None:
+            parts.append(f"key_lengths{shape(self.key_lengths)}")
+        if self.key_padding is not None:
+            parts.append(f"key_padding{shape(self.key_padding)}")
+        if self.allowed is not None:
+            parts.append(f"allowed{shape(self.allowed)}")
+        if self.additive is not None:
+            parts.append(f"additive{shape(self.additive)}")
+        parts += [type(b).__name__ for b in self.head_biases]
+        return f"AttentionMask({', '.join(parts) or 'none'})"
+
+
+# ---------------------------------------------------------------------- constructors
+def none() -> AttentionMask:
+    """A mask that keeps every score."""
+    return AttentionMask()
+
+
+def causal(*, align: str = "top_left") -> AttentionMask:
+    """Each query sees keys at or before its position (see the module docstring)."""
+    return AttentionMask(causal=True, align=align)
+
+
+def sliding_window(window: int, *, causal: bool = True, align: str = "top_left") -> AttentionMask:
+    """Each query sees the ``window`` most recent keys including itself (causal), or keys
+    within distance ``window - 1`` on both sides (``causal=False``)."""
+    return AttentionMask(causal=causal, window=window, align=align)
+
+
+def key_padding(
+    *, lengths: torch.Tensor | Sequence[int] | None = None, mask: torch.Tensor | None = None
+) -> AttentionMask:
+    """Mask padded keys, given either per-example ``lengths`` ``(B,)`` (keys ``[0, len)`` are
+    real) or a bool ``mask`` ``(B, Tk)`` with **True = real key (may attend)**.
+
+    Note: ``torch.nn.MultiheadAttention``'s ``key_padding_mask`` has the opposite polarity
+    (True = padding); pass ``mask=~key_padding_mask`` to convert.
+    """
+    if (lengths is None) == (mask is None):
+        raise ValueError("key_padding needs exactly one of lengths= or mask=")
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
+        if lengths.dim() != 1 or lengths.is_floating_point() or lengths.dtype == torch.bool:
+            raise ValueError(
+                f"lengths must be a 1-D integer tensor (B,), got shape {shape(lengths)} "
+                f"and dtype {lengths.dtype}"
+            )
+        return AttentionMask(key_lengths=lengths.long())
+    assert mask is not None
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 2:
+        got = f"shape {shape(mask)} dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(
+            f"key padding mask must be a bool tensor (B, Tk) with True = real key, got {got}"
+        )
+    return AttentionMask(key_padding=mask)
+
+
+def dense(mask: torch.Tensor) -> AttentionMask:
+    """A dense mask: bool (True = may attend) or float (additive), shaped ``(Tq, Tk)``,
+    ``(B, Tq, Tk)`` or ``(B | 1, H | 1, Tq, Tk)``."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor or AttentionMask, got {type(mask).__name__}")
+    if mask.dim() not in (2, 3, 4):
+        raise ValueError(
+            f"mask has shape {shape(mask)} ({mask.dim()}-D) but (Tq, Tk), (B, Tq, Tk) or "
+            "(B, H, Tq, Tk) is expected"
+        )
+    if mask.dim() == 2:
+        mask = mask[None, None]  # (1, 1, Tq, Tk)
+    elif mask.dim() == 3:
+        mask = mask[:, None]  # (B, 1, Tq, Tk)
+    if mask.dtype == torch.bool:
+        return AttentionMask(allowed=mask)
+    if mask.is_floating_point():
+        return AttentionMask(additive=mask)
+    raise TypeError(
+        f"mask has dtype {mask.dtype}; expected bool (True = may attend) or a float dtype "
+        "(additive)"
+    )
+
+
+def bias(head_bias: HeadBias) -> AttentionMask:
+    """A per-head additive bias computed from positions (e.g. :class:`multihead.positional.ALiBi`)."""
+    if not isinstance(head_bias, HeadBias):
+        raise TypeError(
+            f"head_bias must implement HeadBias (num_heads and __call__), got "
+            f"{type(head_bias).__name__}"
+        )
+    return AttentionMask(head_biases=(head_bias,))
+
+
+def as_mask(mask: AttentionMask | torch.Tensor | None) -> AttentionMask:
+    """Normalize what users pass as ``mask=``: None, a tensor (see :func:`dense`) or a mask."""
+    if mask is None:
+        return AttentionMask()
+    if isinstance(mask, AttentionMask):
+        return mask
+    return dense(mask)
+
+
+# ---------------------------------------------------------------------- helpers
+def _same_device(name: str, t: torch.Tensor, device: torch.device) -> None:
+    if t.device != device:
+        raise ValueError(f"{name} is on device {t.device} but the query is on {device}")
+
+
+def _min_opt(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _first(a, b):
+    return a if a is not None else b
+
+
+def _combine(a, b, op):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return op(a, b)
