@@ -9,7 +9,6 @@ gradients.
 
 from __future__ import annotations
 
-import functools
 import inspect
 
 import torch
@@ -19,8 +18,7 @@ from multihead.backends import Backend, Request
 from multihead.masks import AttentionMask
 
 
-@functools.cache
-def _has_enable_gqa() -> bool:
+def _probe_enable_gqa() -> bool:
     try:
         return "enable_gqa" in inspect.signature(F.scaled_dot_product_attention).parameters
     except (TypeError, ValueError):  # builtins without a signature: probe instead
@@ -33,8 +31,7 @@ def _has_enable_gqa() -> bool:
             return False
 
 
-@functools.cache
-def _zeroes_empty_rows() -> bool:
+def _probe_empty_rows() -> bool:
     """Does this torch's SDPA give 0 (and finite gradients) for fully masked query rows?"""
     q = torch.randn(1, 1, 2, 4, requires_grad=True)
     kv = torch.randn(1, 1, 2, 4)
@@ -45,6 +42,11 @@ def _zeroes_empty_rows() -> bool:
     return bool(torch.isfinite(out).all() and (out[0, 0, 1] == 0).all()) and bool(
         torch.isfinite(q.grad).all()
     )
+
+
+# Probed once at import, not per call, so that compiled code sees plain constants.
+HAS_ENABLE_GQA = _probe_enable_gqa()
+ZEROES_EMPTY_ROWS = _probe_empty_rows()
 
 
 def forward(
@@ -69,7 +71,7 @@ def forward(
     else:
         attn_mask = mask.render(b, hq, tq, tk, dtype=q.dtype, device=q.device)
     row_ok = None
-    if attn_mask is not None and not _zeroes_empty_rows():
+    if attn_mask is not None and not ZEROES_EMPTY_ROWS:
         if attn_mask.dtype == torch.bool:
             row_ok = attn_mask.any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
             attn_mask = attn_mask | ~row_ok
@@ -78,7 +80,7 @@ def forward(
             attn_mask = attn_mask.masked_fill(~row_ok, 0.0)
     kwargs = {}
     if hq != hkv:
-        if _has_enable_gqa():
+        if HAS_ENABLE_GQA:
             kwargs["enable_gqa"] = True
         else:  # torch < 2.5: no native GQA, so K/V are repeated per query head here
             k = k.repeat_interleave(hq // hkv, dim=1)  # (B, Hq, Tk, D)
