@@ -19,9 +19,7 @@ def require_tensor(name: str, value: object) -> torch.Tensor:
 def require_rank(name: str, t: torch.Tensor, rank: int | tuple[int, ...], layout: str) -> None:
     ranks = (rank,) if isinstance(rank, int) else rank
     if t.dim() not in ranks:
-        raise ValueError(
-            f"{name} has shape {shape(t)} ({t.dim()}-D) but {layout} is expected"
-        )
+        raise ValueError(f"{name} has shape {shape(t)} ({t.dim()}-D) but {layout} is expected")
 
 
 def require_floating(name: str, t: torch.Tensor) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from multihead import _checks
-from multihead.functional import attention
+from multihead.functional import attention, check_backend_name
 from multihead.masks import AttentionMask, as_mask
 from multihead.masks import causal as causal_mask
 
@@ -150,9 +150,7 @@ class MultiHeadAttention(nn.Module):
         self.vdim = embed_dim if vdim is None else _checks.require_positive_int("vdim", vdim)
         self.dropout = _checks.require_probability("dropout", dropout)
         self.drophead = _checks.require_probability("drophead", drophead)
-        if not isinstance(backend, str):
-            raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-        self.backend = backend
+        self.backend = check_backend_name(backend)
         self.rotary = rotary
         fk = {"device": device, "dtype": dtype}
         q_size, kv_size = num_heads * head_dim, num_kv_heads * head_dim
@@ -164,7 +162,9 @@ class MultiHeadAttention(nn.Module):
             self.q_proj = nn.Linear(embed_dim, q_size, bias=bias, **fk)
             self.k_proj = nn.Linear(self.kdim, kv_size, bias=bias, **fk)
             self.v_proj = nn.Linear(self.vdim, kv_size, bias=bias, **fk)
-        self.out_proj = nn.Linear(q_size, embed_dim, bias=bias if out_bias is None else out_bias, **fk)
+        self.out_proj = nn.Linear(
+            q_size, embed_dim, bias=bias if out_bias is None else out_bias, **fk
+        )
 
     # ------------------------------------------------------------------ per-head views
     def _weight(self, which: int) -> torch.Tensor:
@@ -184,38 +184,38 @@ class MultiHeadAttention(nn.Module):
         return w.view(heads, self.head_dim, w.shape[-1]).transpose(1, 2)  # (H, E_in, D)
 
     @property
-    def W_Q(self) -> torch.Tensor:  # noqa: N802 - the notation of the literature
+    def W_Q(self) -> torch.Tensor:
         """Per-head query weights ``(Hq, E, D)``, a view: ``q_h = x @ W_Q[h] + b_Q[h]``."""
         return self._per_head_in(0)
 
     @property
-    def W_K(self) -> torch.Tensor:  # noqa: N802
+    def W_K(self) -> torch.Tensor:
         """Per-head key weights ``(Hkv, kdim, D)``, a view."""
         return self._per_head_in(1)
 
     @property
-    def W_V(self) -> torch.Tensor:  # noqa: N802
+    def W_V(self) -> torch.Tensor:
         """Per-head value weights ``(Hkv, vdim, D)``, a view."""
         return self._per_head_in(2)
 
     @property
-    def W_O(self) -> torch.Tensor:  # noqa: N802
+    def W_O(self) -> torch.Tensor:
         """Per-head output weights ``(Hq, D, E)``, a view: ``out = sum_h z_h @ W_O[h] + b_O``."""
         w = self.out_proj.weight  # (E, Hq*D)
         return w.view(self.embed_dim, self.num_heads, self.head_dim).permute(1, 2, 0)  # (H,D,E)
 
     @property
-    def b_Q(self) -> torch.Tensor | None:  # noqa: N802
+    def b_Q(self) -> torch.Tensor | None:
         b = self._bias(0)
         return None if b is None else b.view(self.num_heads, self.head_dim)  # (Hq, D)
 
     @property
-    def b_K(self) -> torch.Tensor | None:  # noqa: N802
+    def b_K(self) -> torch.Tensor | None:
         b = self._bias(1)
         return None if b is None else b.view(self.num_kv_heads, self.head_dim)  # (Hkv, D)
 
     @property
-    def b_V(self) -> torch.Tensor | None:  # noqa: N802
+    def b_V(self) -> torch.Tensor | None:
         b = self._bias(2)
         return None if b is None else b.view(self.num_kv_heads, self.head_dim)  # (Hkv, D)
 

@@ -32,7 +32,7 @@ from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from multihead import _checks
 from multihead.attention import project_packed
-from multihead.functional import attention
+from multihead.functional import attention, check_backend_name
 from multihead.masks import AttentionMask
 from multihead.masks import causal as causal_mask
 
@@ -45,7 +45,7 @@ class MultiheadAttention(nn.Module):
     plus keyword-only ``backend`` (default ``"auto"``).
     """
 
-    __constants__ = ["batch_first"]
+    __constants__ = ("batch_first",)
 
     def __init__(
         self,
@@ -67,9 +67,7 @@ class MultiheadAttention(nn.Module):
         _checks.require_positive_int("embed_dim", embed_dim)
         _checks.require_positive_int("num_heads", num_heads)
         if embed_dim % num_heads:
-            raise ValueError(
-                f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}"
-            )
+            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         fk = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.kdim = kdim if kdim is not None else embed_dim
@@ -79,7 +77,7 @@ class MultiheadAttention(nn.Module):
         self.dropout = _checks.require_probability("dropout", dropout)
         self.batch_first = batch_first
         self.head_dim = embed_dim // num_heads
-        self.backend = backend
+        self.backend = check_backend_name(backend)
         if not self._qkv_same_embed_dim:
             self.q_proj_weight = nn.Parameter(torch.empty((embed_dim, embed_dim), **fk))
             self.k_proj_weight = nn.Parameter(torch.empty((embed_dim, self.kdim), **fk))
@@ -348,13 +346,10 @@ class MultiheadAttention(nn.Module):
                 key_padding_mask is not None
                 and key_padding_mask.shape == (query.shape[tdim], key.shape[bdim])
             )
-            what = (
-                f"query has shape {tuple(query.shape)} and key {tuple(key.shape)}"
-                + (
-                    f" with key_padding_mask {tuple(key_padding_mask.shape)}"
-                    if key_padding_mask is not None
-                    else ""
-                )
+            what = f"query has shape {tuple(query.shape)} and key {tuple(key.shape)}" + (
+                f" with key_padding_mask {tuple(key_padding_mask.shape)}"
+                if key_padding_mask is not None
+                else ""
             )
             if looks_swapped:
                 raise ValueError(

@@ -111,6 +111,15 @@ def select_backend(request: Request, backend: str = "auto") -> Backend:
     return get_backend(_auto_name(request))
 
 
+def check_backend_name(backend: object) -> str:
+    """Validate a backend name early (at module construction): ``"auto"`` or registered."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend != "auto":
+        get_backend(backend)
+    return backend
+
+
 def _auto_name(r: Request) -> str:
     if r.need_weights and r.dropout_p > 0.0:
         return "math"

@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -70,6 +70,8 @@ class AttentionMask:
     allowed: torch.Tensor | None = None  # (B|1, H|1, Tq, Tk) bool, True = may attend
     additive: torch.Tensor | None = None  # (B|1, H|1, Tq, Tk) float, added to scores
     head_biases: tuple[HeadBias, ...] = ()
+    # Shapes of dense tensors as the user gave them (before normalizing to 4-D), for errors.
+    given_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.align not in ALIGNS:
@@ -103,6 +105,7 @@ class AttentionMask:
             allowed=_combine(self.allowed, other.allowed, torch.logical_and),
             additive=_combine(self.additive, other.additive, torch.add),
             head_biases=self.head_biases + other.head_biases,
+            given_shapes=_given_shapes(self, other),
         )
 
     def with_query_positions(self, positions: torch.Tensor) -> AttentionMask:
@@ -136,9 +139,7 @@ class AttentionMask:
     def is_plain_causal(self, q_len: int, k_len: int) -> bool:
         """True when the mask is exactly SDPA's ``is_causal=True`` (top-left causal)."""
         return (
-            self.causal
-            and self._structure_only()
-            and (self.align == "top_left" or q_len == k_len)
+            self.causal and self._structure_only() and (self.align == "top_left" or q_len == k_len)
         )
 
     def is_noop(self, q_len: int, k_len: int) -> bool:
@@ -170,10 +171,11 @@ class AttentionMask:
             if t is None:
                 continue
             ok = t.dim() == 4 and all(s in (1, f) for s, f in zip(t.shape, full))
-            ok = ok and t.shape[-2:] == (q_len, k_len)
+            ok = ok and t.shape[-1] == k_len
             if not ok:
+                given = self.given_shapes.get("allowed" if "bool" in name else "additive")
                 raise ValueError(
-                    f"{name} has shape {shape(t)} but attention needs (Tq, Tk) = "
+                    f"{name} has shape {given or shape(t)} but attention needs (Tq, Tk) = "
                     f"({q_len}, {k_len}), broadcastable to (B, H, Tq, Tk) = {full}"
                 )
             _same_device(name, t, device)
@@ -185,9 +187,7 @@ class AttentionMask:
                 )
             _same_device("key_lengths", kl, device)
             if kl.numel() and (int(kl.min()) < 0 or int(kl.max()) > k_len):
-                raise ValueError(
-                    f"key_lengths must lie in [0, Tk={k_len}], got {kl.tolist()}"
-                )
+                raise ValueError(f"key_lengths must lie in [0, Tk={k_len}], got {kl.tolist()}")
         if self.key_padding is not None:
             kp = self.key_padding
             if kp.shape != (batch, k_len):
@@ -424,7 +424,11 @@ def key_padding(
         return AttentionMask(key_lengths=lengths.long())
     assert mask is not None
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 2:
-        got = f"shape {shape(mask)} dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        got = (
+            f"shape {shape(mask)} dtype {mask.dtype}"
+            if isinstance(mask, torch.Tensor)
+            else type(mask).__name__
+        )
         raise ValueError(
             f"key padding mask must be a bool tensor (B, Tk) with True = real key, got {got}"
         )
@@ -441,14 +445,15 @@ def dense(mask: torch.Tensor) -> AttentionMask:
             f"mask has shape {shape(mask)} ({mask.dim()}-D) but (Tq, Tk), (B, Tq, Tk) or "
             "(B, H, Tq, Tk) is expected"
         )
+    given = shape(mask)
     if mask.dim() == 2:
         mask = mask[None, None]  # (1, 1, Tq, Tk)
     elif mask.dim() == 3:
         mask = mask[:, None]  # (B, 1, Tq, Tk)
     if mask.dtype == torch.bool:
-        return AttentionMask(allowed=mask)
+        return AttentionMask(allowed=mask, given_shapes={"allowed": given})
     if mask.is_floating_point():
-        return AttentionMask(additive=mask)
+        return AttentionMask(additive=mask, given_shapes={"additive": given})
     raise TypeError(
         f"mask has dtype {mask.dtype}; expected bool (True = may attend) or a float dtype "
         "(additive)"
@@ -456,7 +461,7 @@ def dense(mask: torch.Tensor) -> AttentionMask:
 
 
 def bias(head_bias: HeadBias) -> AttentionMask:
-    """A per-head additive bias computed from positions (e.g. :class:`multihead.positional.ALiBi`)."""
+    """A per-head additive bias computed from positions, one tile at a time (e.g. ALiBi)."""
     if not isinstance(head_bias, HeadBias):
         raise TypeError(
             f"head_bias must implement HeadBias (num_heads and __call__), got "
@@ -478,6 +483,18 @@ def as_mask(mask: AttentionMask | torch.Tensor | None) -> AttentionMask:
 def _same_device(name: str, t: torch.Tensor, device: torch.device) -> None:
     if t.device != device:
         raise ValueError(f"{name} is on device {t.device} but the query is on {device}")
+
+
+def _given_shapes(a: AttentionMask, b: AttentionMask) -> dict[str, tuple[int, ...]]:
+    """Keep a dense part's user-given shape when only one side of ``a & b`` has that part."""
+    out = {}
+    for key in ("allowed", "additive"):
+        has_a, has_b = getattr(a, key) is not None, getattr(b, key) is not None
+        if has_a != has_b:
+            src = a if has_a else b
+            if key in src.given_shapes:
+                out[key] = src.given_shapes[key]
+    return out
 
 
 def _min_opt(a: int | None, b: int | None) -> int | None:

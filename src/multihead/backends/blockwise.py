@@ -156,7 +156,9 @@ def _backward(
     # delta_i = sum_j P_ij dP_ij = <dO_i, O_i>: the softmax backward's row term.
     delta = (dout.to(cdt) * out.to(cdt)).sum(dim=-1).view(b, hkv, g, tq_all)  # (B,Hkv,G,Tq)
     # Empty rows have lse = -inf; +inf makes their recomputed probabilities exp(s - inf) = 0.
-    lse5 = lse.view(b, hkv, g, tq_all).masked_fill(torch.isneginf(lse.view(b, hkv, g, tq_all)), torch.inf)
+    lse5 = lse.view(b, hkv, g, tq_all).masked_fill(
+        torch.isneginf(lse.view(b, hkv, g, tq_all)), torch.inf
+    )
     dq = torch.zeros(b, hkv, g, tq_all, d, dtype=cdt, device=q.device)  # (B, Hkv, G, Tq, D)
     dk = torch.zeros(b, hkv, tk_all, d, dtype=cdt, device=q.device)  # (B, Hkv, Tk, D)
     dvv = torch.zeros(b, hkv, tk_all, dv, dtype=cdt, device=q.device)  # (B, Hkv, Tk, Dv)
@@ -244,9 +246,7 @@ def _unsupported(request: Request) -> str | None:
     if request.dropout_p > 0.0:
         return _DROPOUT
     m = request.mask
-    if request.requires_grad and (
-        (m.additive is not None and m.additive.requires_grad)
-    ):
+    if request.requires_grad and (m.additive is not None and m.additive.requires_grad):
         return (
             "the blockwise backend does not propagate gradients into a float mask that "
             "requires grad; use backend='sdpa' or 'math'"

@@ -1,0 +1,122 @@
+"""The float64 oracle every numerical test compares against.
+
+Written plainly, independently of the package: masks are built from their definitions with
+explicit index arithmetic, K/V heads are repeated for GQA, and softmax handles rows with no
+allowed key by returning zeros.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def allowed_matrix(
+    batch: int,
+    q_len: int,
+    k_len: int,
+    *,
+    causal: bool = False,
+    align: str = "top_left",
+    window: int | None = None,
+    key_lengths: list[int] | None = None,
+    query_positions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Bool ``(B, 1, Tq, Tk)``, True = may attend, from the definitions in masks.py's docs."""
+    out = torch.ones(batch, 1, q_len, k_len, dtype=torch.bool)
+    for b in range(batch):
+        for i in range(q_len):
+            if query_positions is not None:
+                qp = query_positions[b, i] if query_positions.dim() == 2 else query_positions[i]
+                qp = int(qp)
+            else:
+                qp = i + (k_len - q_len if align == "bottom_right" else 0)
+            lo, hi = 0, k_len  # keys [lo, hi)
+            if causal:
+                hi = min(hi, qp + 1)
+            if window is not None:
+                lo = max(lo, qp - window + 1)
+                if not causal:
+                    hi = min(hi, qp + window)
+            if key_lengths is not None:
+                hi = min(hi, key_lengths[b])
+            row = torch.zeros(k_len, dtype=torch.bool)
+            if hi > lo:
+                row[max(lo, 0) : hi] = True
+            out[b, 0, i] = row
+    return out
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    allowed: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
+    head_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 attention. q ``(B, Hq, Tq, D)``, k ``(B, Hkv, Tk, D)``, v ``(B, Hkv, Tk, Dv)``;
+    ``allowed`` bool broadcastable to ``(B, Hq, Tq, Tk)`` (True = may attend); ``bias``
+    float added to scores. Returns (out ``(B, Hq, Tq, Dv)``, weights ``(B, Hq, Tq, Tk)``)."""
+    q, k, v = q.double(), k.double(), v.double()
+    groups = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(groups, dim=1)
+    v = v.repeat_interleave(groups, dim=1)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = torch.einsum("bhid,bhjd->bhij", q, k) * scale
+    if bias is not None:
+        scores = scores + bias.double()
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    if allowed is not None:
+        keep = keep & allowed
+    keep = keep & torch.isfinite(scores)
+    scores = scores.masked_fill(~keep, -math.inf)
+    row_max = scores.max(dim=-1, keepdim=True).values
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    e = torch.exp(scores - row_max) * keep
+    total = e.sum(dim=-1, keepdim=True)
+    weights = torch.where(total > 0, e / torch.where(total > 0, total, 1.0), 0.0)
+    if head_mask is not None:
+        hm = head_mask.double()
+        hm = hm.view(-1 if hm.dim() == 2 else 1, hm.shape[-1], 1, 1)
+        weights = weights * hm
+    out = torch.einsum("bhij,bhjd->bhid", weights, v)
+    return out, weights
+
+
+def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
+
+
+def sdpa_at_dtype(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    allowed: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """PyTorch's own attention at the inputs' dtype: F.scaled_dot_product_attention with the
+    mask as an additive float tensor. The "2x PyTorch's own error" rule measures this."""
+    mask = None
+    if allowed is not None or bias is not None:
+        shape = torch.broadcast_shapes(*(t.shape for t in (allowed, bias) if t is not None))
+        mask = torch.zeros(shape, dtype=q.dtype)
+        if allowed is not None:
+            mask = mask.masked_fill(~allowed, -math.inf)
+        if bias is not None:
+            mask = mask + bias.to(q.dtype)
+    groups = q.shape[1] // k.shape[1]
+    return torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, scale=scale, enable_gqa=groups > 1
+    )
+
+
+def tolerance(own_error: float) -> float:
+    """The rule FlashAttention's tests use: at most 2x PyTorch's own error, plus 1e-6."""
+    return 2.0 * own_error + 1e-6

@@ -1,0 +1,263 @@
+"""compat.MultiheadAttention against torch.nn.MultiheadAttention itself: outputs, weights and
+gradients within 1e-5 (fp32) over torch's arguments, state_dict both ways, and the documented
+difference on fully masked rows."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from multihead.compat import MultiheadAttention
+from tests.backends.test_registry import _Shapes
+
+E, H, L, S, N = 16, 4, 5, 7, 3
+TOL = 1e-5
+
+
+def _pair(**kwargs):
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(E, H, **kwargs)
+    torch.manual_seed(0)
+    ours = MultiheadAttention(E, H, **kwargs)
+    return theirs, ours
+
+
+def _inputs(batch_first, kdim, batched=True):
+    kd = kdim or E
+    shape = (
+        (lambda t, d: (N, t, d) if batch_first else (t, N, d)) if batched else (lambda t, d: (t, d))
+    )
+    return torch.randn(*shape(L, E)), torch.randn(*shape(S, kd)), torch.randn(*shape(S, kd))
+
+
+def _masks(kind, batched=True):
+    kpm = torch.zeros(N, S, dtype=torch.bool)
+    kpm[1, -3:] = True
+    am = torch.rand(L, S) > 0.7
+    am[:, 0] = False  # keep one key per row so torch does not produce NaN
+    causal = torch.triu(torch.ones(L, S, dtype=torch.bool), diagonal=1)
+    options = {
+        "none": {},
+        "kpm_bool": {"key_padding_mask": kpm},
+        "kpm_float": {"key_padding_mask": kpm.float().masked_fill(kpm, -1e9)},
+        "am_bool": {"attn_mask": am},
+        "am_float": {"attn_mask": torch.randn(L, S)},
+        "am_3d": {
+            "attn_mask": (torch.rand(N * H, L, S) > 0.7) & ~torch.eye(L, S, dtype=torch.bool)
+        },
+        "am_and_kpm": {"attn_mask": am, "key_padding_mask": kpm},
+        "causal_hint": {"attn_mask": causal, "is_causal": True},
+        "causal_hint_kpm": {"attn_mask": causal, "is_causal": True, "key_padding_mask": kpm},
+    }
+    out = dict(options[kind])
+    if not batched:
+        if "key_padding_mask" in out:
+            out["key_padding_mask"] = out["key_padding_mask"][0]
+        if "attn_mask" in out and out["attn_mask"].dim() == 3:
+            out["attn_mask"] = out["attn_mask"][:H]
+    return out
+
+
+def _compare(theirs, ours, inputs, **kwargs):
+    leaves_t = [x.clone().requires_grad_() for x in inputs]
+    leaves_o = [x.clone().requires_grad_() for x in inputs]
+    out_t, w_t = theirs(*leaves_t, **kwargs)
+    out_o, w_o = ours(*leaves_o, **kwargs)
+    assert out_o.shape == out_t.shape
+    assert (out_o - out_t).abs().max() <= TOL
+    assert (w_t is None) == (w_o is None)
+    loss_t = out_t.square().sum() + (w_t.square().sum() if w_t is not None else 0)
+    loss_o = out_o.square().sum() + (w_o.square().sum() if w_o is not None else 0)
+    if w_t is not None:
+        assert w_o.shape == w_t.shape and (w_o - w_t).abs().max() <= TOL
+    loss_t.backward()
+    loss_o.backward()
+    for a, b in zip(leaves_t, leaves_o):
+        assert (a.grad - b.grad).abs().max() <= TOL
+    params_t = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        assert (p.grad - params_t[name].grad).abs().max() <= TOL, name
+
+
+GRID = list(
+    itertools.product(
+        [False, True],  # batch_first
+        [None, 12],  # kdim = vdim
+        [False, True],  # add_bias_kv
+        [False, True],  # add_zero_attn
+        [True, False],  # bias
+    )
+)
+
+
+@pytest.mark.parametrize(("batch_first", "kdim", "bias_kv", "zero_attn", "bias"), GRID)
+@pytest.mark.parametrize(
+    "mask",
+    [
+        "none",
+        "kpm_bool",
+        "kpm_float",
+        "am_bool",
+        "am_float",
+        "am_3d",
+        "am_and_kpm",
+        "causal_hint",
+        "causal_hint_kpm",
+    ],
+)
+def test_matches_torch(batch_first, kdim, bias_kv, zero_attn, bias, mask):
+    theirs, ours = _pair(
+        batch_first=batch_first,
+        kdim=kdim,
+        vdim=kdim,
+        add_bias_kv=bias_kv,
+        add_zero_attn=zero_attn,
+        bias=bias,
+    )
+    inputs = _inputs(batch_first, kdim)
+    if mask.startswith("causal"):
+        inputs = (inputs[0], *(x[:, :L] if batch_first else x[:L] for x in inputs[1:]))
+    m = _masks(mask)
+    if mask.startswith("causal"):
+        m["attn_mask"] = m["attn_mask"][:, :L]
+    for need, avg in [(False, True), (True, True), (True, False)]:
+        _compare(theirs, ours, inputs, need_weights=need, average_attn_weights=avg, **m)
+
+
+@pytest.mark.parametrize("mask", ["none", "kpm_bool", "am_3d", "am_float"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unbatched_matches_torch(mask, batch_first):
+    theirs, ours = _pair(batch_first=batch_first)
+    _compare(theirs, ours, _inputs(batch_first, None, batched=False), **_masks(mask, False))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_train_and_eval_modes(train):
+    theirs, ours = _pair(batch_first=True)
+    theirs.train(train)
+    ours.train(train)
+    x = torch.randn(N, L, E)
+    kpm = torch.zeros(N, L, dtype=torch.bool)
+    kpm[0, -2:] = True
+    with torch.no_grad():
+        for need in (False, True):
+            a, _ = theirs(x, x, x, key_padding_mask=kpm, need_weights=need)
+            b, _ = ours(x, x, x, key_padding_mask=kpm, need_weights=need)
+            assert (a - b).abs().max() <= TOL
+
+
+def test_fresh_modules_are_initialized_like_torch():
+    for kwargs in ({}, {"kdim": 5, "vdim": 3, "add_bias_kv": True}):
+        theirs, ours = _pair(**kwargs)
+        sd_t, sd_o = theirs.state_dict(), ours.state_dict()
+        assert sd_t.keys() == sd_o.keys()
+        for key in sd_t:
+            assert torch.equal(sd_t[key], sd_o[key]), key
+
+
+def test_state_dict_loads_both_ways():
+    theirs = nn.MultiheadAttention(E, H, kdim=6, vdim=10, add_bias_kv=True)
+    ours = MultiheadAttention(E, H, kdim=6, vdim=10, add_bias_kv=True)
+    assert ours.load_state_dict(theirs.state_dict()) is not None
+    back = nn.MultiheadAttention(E, H, kdim=6, vdim=10, add_bias_kv=True)
+    back.load_state_dict(ours.state_dict())
+    for (k1, v1), (k2, v2) in zip(back.state_dict().items(), theirs.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+
+
+def test_fully_masked_rows_give_zeros_where_torch_gives_nan():
+    theirs, ours = _pair(batch_first=True)
+    x = torch.randn(2, L, E, requires_grad=True)
+    kpm = torch.zeros(2, L, dtype=torch.bool)
+    kpm[1] = True  # example 1 may attend to nothing
+    out_t, _ = theirs(x, x, x, key_padding_mask=kpm)
+    out_o, w_o = ours(x, x, x, key_padding_mask=kpm)
+    assert torch.isnan(out_t[1]).all()  # torch's documented failure (pytorch#41508)
+    assert torch.isfinite(out_o).all()
+    # Zero attention output, so the row is the output projection's bias.
+    assert torch.allclose(out_o[1], ours.out_proj.bias.expand(L, E))
+    assert (w_o[1] == 0).all()
+    assert (out_o[0] - out_t[0]).abs().max() <= TOL
+    out_o.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_eval_without_weights_never_materializes_scores():
+    ours = MultiheadAttention(64, 4, batch_first=True).eval()
+    t = 512
+    x = torch.randn(1, t, 64)
+    kpm = torch.zeros(1, t, dtype=torch.bool)
+    kpm[0, -7:] = True
+    causal = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)
+    with torch.no_grad(), _Shapes() as rec:
+        ours(x, x, x, key_padding_mask=kpm, need_weights=False)
+        ours(x, x, x, attn_mask=causal, is_causal=True, need_weights=False)
+    largest = max(torch.Size(s).numel() for _, s in rec.shapes)
+    assert largest < t * t, f"a {largest}-element tensor was created"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "pattern"),
+    [
+        (
+            lambda m, x: m(x, x, x, is_causal=True),
+            ValueError,
+            "is_causal=True is a hint .* needs attn_mask",
+        ),
+        (
+            lambda m, x: m(x, x, x, key_padding_mask=torch.zeros(N, L, dtype=torch.int64)),
+            TypeError,
+            "key_padding_mask has dtype torch.int64",
+        ),
+        (
+            lambda m, x: m(x, x, x, attn_mask=torch.zeros(L + 1, L, dtype=torch.bool)),
+            ValueError,
+            r"attn_mask has shape \(6, 5\) but a 2-D attn_mask must be \(L, S\) = \(5, 5\)",
+        ),
+        (
+            lambda m, x: m(x, x, x, attn_mask=torch.zeros(N, L, L, dtype=torch.bool)),
+            ValueError,
+            r"\(N \* num_heads, L, S\) = \(12, 5, 5\)",
+        ),
+        (
+            lambda m, x: m(
+                x.transpose(0, 1),
+                x.transpose(0, 1),
+                x.transpose(0, 1),
+                key_padding_mask=torch.zeros(N, L, dtype=torch.bool),
+            ),
+            ValueError,
+            r"look like \(N, L, E\) inputs, but batch_first=False expects \(L, N, E\)",
+        ),
+        (
+            lambda m, x: m(x[..., :8], x, x),
+            ValueError,
+            r"query has shape \(5, 3, 8\) but its last dim must be 16",
+        ),
+        (
+            lambda m, x: m(x[0, 0], x[0, 0], x[0, 0]),
+            ValueError,
+            r"query has shape \(16,\) \(1-D\)",
+        ),
+        (
+            lambda m, x: m(x, x[0], x[0]),
+            ValueError,
+            "key has shape .* but query is 3-D",
+        ),
+    ],
+)
+def test_bad_input(call, error, pattern):
+    ours = MultiheadAttention(E, H)
+    x = torch.randn(L, N, E)
+    with pytest.raises(error, match=pattern):
+        call(ours, x)
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="embed_dim=10 is not divisible by num_heads=4"):
+        MultiheadAttention(10, 4)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        MultiheadAttention(8, 2, dropout=1.0)
