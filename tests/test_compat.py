@@ -123,6 +123,8 @@ def test_matches_torch(batch_first, kdim, bias_kv, zero_attn, bias, mask):
     m = _masks(mask)
     if mask.startswith("causal"):
         m["attn_mask"] = m["attn_mask"][:, :L]
+        if "key_padding_mask" in m:
+            m["key_padding_mask"] = m["key_padding_mask"][:, :L]
     for need, avg in [(False, True), (True, True), (True, False)]:
         _compare(theirs, ours, inputs, need_weights=need, average_attn_weights=avg, **m)
 
