@@ -337,3 +337,42 @@ def test_bad_tensors(change, error, pattern):
 def test_bad_arguments(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         attention(*_qkv(), **kwargs)
+
+
+# ---------------------------------------------------------------------- parity with SDPA
+@pytest.mark.parametrize("backend", ["math", "sdpa", "blockwise"])
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "is_causal", "bool_mask", "float_mask", "gqa", "scale", "cross"],
+)
+def test_parity_with_torch_sdpa(backend, case):
+    """Same call, same numbers as F.scaled_dot_product_attention (fp32, within 1e-5)."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    b, h, t, d = 2, 4, 33, 16
+    q, k, v = (torch.randn(b, h, t, d) for _ in range(3))
+    ours_kw: dict = {}
+    theirs_kw: dict = {}
+    if case == "is_causal":
+        ours_kw["mask"], theirs_kw["is_causal"] = masks.causal(), True
+    elif case == "bool_mask":
+        allowed = torch.rand(b, 1, t, t) > 0.4
+        allowed[..., 0] = True
+        ours_kw["mask"] = theirs_kw["attn_mask"] = allowed
+    elif case == "float_mask":
+        ours_kw["mask"] = theirs_kw["attn_mask"] = torch.randn(h, t, t)[None]
+    elif case == "gqa":
+        k, v = k[:, :1], v[:, :1]
+        theirs_kw["enable_gqa"] = True
+    elif case == "scale":
+        ours_kw["scale"] = theirs_kw["scale"] = 0.37
+    elif case == "cross":
+        k, v = torch.randn(b, h, 50, d), torch.randn(b, h, 50, 24)
+    out, _ = attention(q, k, v, backend=backend, **ours_kw)
+    assert (out - sdpa(q, k, v, **theirs_kw)).abs().max() < 1e-5
+
+
+def test_device_mismatch_is_named():
+    q = torch.randn(1, 2, 3, 4)
+    k = torch.randn(1, 2, 3, 4, device="meta")
+    with pytest.raises(ValueError, match="k is on device meta but q is on cpu"):
+        attention(q, k, k)
