@@ -51,7 +51,7 @@ class ReinforceConfig:
         seed: seeds the network initialisation, the action sampling and the training seeds.
     """
 
-    iterations: int = 300
+    iterations: int = 500
     num_envs: int = 16
     gamma: float = 0.9
     lr: float = 3e-3

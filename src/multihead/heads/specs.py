@@ -367,6 +367,11 @@ class Binned(HeadSpec):
         values = self.values(dtype=output.dtype, device=output.device)
         return values[output.argmax(dim=-1)]
 
+    def to_python(self, value: torch.Tensor) -> Any:
+        # Snap to the grid in float64 so users see 0.48, not float32's 0.47999998927.
+        i = round((float(value) - self.low) / self.step)
+        return float(f"{self.low + i * self.step:.12g}")
+
     def metrics(
         self, output: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
     ) -> dict[str, float]:
