@@ -6,6 +6,10 @@ training) as the baselines. CIs are Student t over the held-out episodes; the "a
 columns are paired differences per episode. Several training seeds show the spread between
 training runs, which a single run's CI does not.
 
+For context (not an acceptance baseline) it also plays a hand-written rule that knows what the
+indicator means: 2x long when the bull component is largest, 2x short when bear is, nearly
+flat in chop, never stopped. It shows how far the learned policy is from a simple good one.
+
     python benchmarks/agent.py                       # the RESULTS.md table (3 training seeds)
     python benchmarks/agent.py --seeds 0 --episodes 50 --iterations 50   # a quick look
 """
@@ -14,10 +18,32 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from multihead.agent import EnvConfig, ReinforceConfig, evaluate, format_report, train
+from multihead.agent.env import LONG, SHORT
+from multihead.agent.evaluate import PolicyActor, play
+from multihead.agent.reinforce import EVAL_SEED_START
+from multihead.heads import mean_ci
+
+
+class IndicatorRule:
+    """Follow the argmax of the regime indicator (observation columns 0..2)."""
+
+    def __init__(self, cfg: EnvConfig) -> None:
+        self.top_lev, self.top_risk = cfg.leverage_bins - 1, cfg.risk_bins - 1
+
+    def start(self, seeds: Sequence[int]) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        regime = obs[:, :3].argmax(1)  # 0 bull, 1 bear, 2 chop
+        side = np.where(regime == 1, SHORT, LONG)
+        lev = np.where(regime == 2, 0, self.top_lev)
+        return np.stack([side, lev, np.full_like(side, self.top_risk)], axis=1)
 
 
 def _ci(est: dict[str, float]) -> str:
@@ -31,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=200)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    cfg = EnvConfig()
+    seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.episodes))
+    rule = play(IndicatorRule(cfg), cfg, seeds)["return"]
     rows, reports = [], []
     for seed in args.seeds:
         start = time.time()
@@ -43,9 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(result.policy, episodes=args.episodes, progress=False)
         reports.append(report)
         r, vs = report["returns"], report["vs"]
+        # The same greedy episodes evaluate() played, kept per seed for the paired difference.
+        agent = play(PolicyActor(result.policy, greedy=True), cfg, seeds)["return"]
+        vs_rule = mean_ci(agent - rule).as_dict()
         rows.append(
             f"| {seed} | {took:.0f} s | {_ci(r['agent'])} | {_ci(r['random'])} | "
-            f"{_ci(r['buy_and_hold'])} | {_ci(vs['random'])} | {_ci(vs['buy_and_hold'])} |"
+            f"{_ci(r['buy_and_hold'])} | {_ci(vs['random'])} | {_ci(vs['buy_and_hold'])} | "
+            f"{_ci(vs_rule)} |"
         )
     print(
         f"Training: {args.iterations} iterations x {ReinforceConfig().num_envs} episodes of "
@@ -55,10 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| train seed | train time | agent | random | buy-and-hold | agent - random "
-        "| agent - buy-and-hold |"
+        "| agent - buy-and-hold | agent - indicator rule |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print()
+    print(f"Indicator rule (context): {_ci(mean_ci(rule).as_dict())}")
     print()
     print(f"Full report for training seed {args.seeds[0]}:")
     print()
