@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 
 from multihead import masks
 from multihead.cache import KVCache
+from multihead.checkpoint import load_checkpoint
 from multihead.masks import AttentionMask
 from multihead.models.block import TransformerBlock, make_norm
 from multihead.models.config import DecoderConfig, TransformerConfig
@@ -125,6 +127,25 @@ class DecoderLM(nn.Module):
         if self.embed.alibi is not None:
             mask = mask & masks.bias(self.embed.alibi)
         self.mask: AttentionMask = mask
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | os.PathLike) -> DecoderLM:
+        """Load a model saved by :func:`multihead.checkpoint.save_checkpoint` (e.g. by
+        ``multihead train``): the config from JSON, the weights from safetensors (no pickle).
+
+        Raises:
+            FileNotFoundError: the directory or one of its files is missing (named).
+            ValueError: the config is invalid or does not match the weights (fields named).
+        """
+        ckpt = load_checkpoint(directory, kind=DecoderConfig.kind)
+        raw = ckpt.config.get("model", ckpt.config)
+        try:
+            config = DecoderConfig.from_dict(raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"checkpoint {ckpt.path} has an invalid model config: {err}") from None
+        model = cls(config)
+        ckpt.load_into(model)
+        return model.eval()
 
     def num_parameters(self) -> int:
         """Parameters counted once (a tied head is not counted twice)."""
