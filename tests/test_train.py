@@ -183,3 +183,21 @@ def test_ddp_two_processes_match_one(tmp_path):
     worst = max(abs(ddp[s] - one[s]) for s in one)
     print(f"DDP vs one process over 50 steps: max |dloss| = {worst:.2e}")
     assert worst < 1e-4
+
+
+def test_time_limit_stops_early_with_the_schedule_decayed(tmp_path):
+    cfg = TrainConfig(
+        task="copy",
+        steps=10_000,
+        batch_size=4,
+        seq_len=9,
+        eval_every=10_000,
+        eval_tokens=64,
+        time_limit=0.5,
+        warmup_steps=0,
+    )
+    model = DecoderConfig(vocab_size=10, max_seq_len=16, d_model=16, num_layers=1, num_heads=2)
+    result = train(model, cfg, out=tmp_path, progress=False)
+    assert 0 < len(result["losses"]) < 10_000
+    assert len(result["evals"]) == 1 and result["checkpoint"] is not None
+    assert lr_at(5, cfg, elapsed=0.5) == pytest.approx(cfg.min_lr)

@@ -54,7 +54,7 @@ from multihead.models import DecoderConfig, DecoderLM
 LOG = "log.jsonl"
 # Train-config fields that may change when resuming without changing what the run computes.
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "eval_every", "eval_tokens", "log_every", "save_every", "compile"}
+    {"steps", "eval_every", "eval_tokens", "log_every", "save_every", "compile", "time_limit"}
 )
 
 
@@ -84,6 +84,10 @@ class TrainConfig:
         bf16: bf16 autocast for the forward pass.
         compile: ``torch.compile`` the model.
         seed: seeds initialization, batches and dropout.
+        time_limit: stop after this many seconds of training (0 = no limit). The cosine
+            schedule then follows whichever of steps and wall time is further along, so the
+            learning rate has decayed when time runs out; such runs depend on the machine's
+            speed and are not bit-reproducible.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     """
 
@@ -108,6 +112,7 @@ class TrainConfig:
     bf16: bool = False
     compile: bool = False
     seed: int = 0
+    time_limit: float = 0.0
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -121,7 +126,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-        for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "time_limit"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -150,12 +155,15 @@ class TrainConfig:
         return cls(**data)
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate of step ``step`` (0-based): linear warmup, then cosine to ``min_lr``."""
+def lr_at(step: int, config: TrainConfig, elapsed: float | None = None) -> float:
+    """Learning rate of step ``step`` (0-based): linear warmup, then cosine to ``min_lr``
+    (over the steps, or over ``time_limit`` seconds if that comes first)."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     span = max(1, config.steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / span)
+    if config.time_limit and elapsed is not None:
+        progress = max(progress, min(1.0, elapsed / config.time_limit))
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -432,7 +440,11 @@ def train(
     completed = saved = start
     try:
         for step in range(start, config.steps):
-            lr = lr_at(step, config)
+            lr = lr_at(step, config, time.perf_counter() - run_start)
+            if world.size > 1 and config.time_limit:  # wall time differs: use process 0's
+                shared = torch.tensor(lr, dtype=torch.float64)
+                dist.broadcast(shared, src=0)
+                lr = float(shared)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = data.batch(step)  # (B, T) global
@@ -468,11 +480,17 @@ def train(
             done = step + 1
             window_tokens += tokens_per_step
             now = time.perf_counter()
+            out_of_time = bool(config.time_limit) and now - run_start >= config.time_limit
+            if world.size > 1 and config.time_limit:  # every process stops at the same step
+                flag = torch.tensor(float(out_of_time))
+                dist.broadcast(flag, src=0)
+                out_of_time = bool(flag)
+            last = done == config.steps or out_of_time
             tps = window_tokens / max(now - window_start, 1e-9)
             if bar is not None:
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
                 bar.update(1)
-            if done % config.log_every == 0 or done == config.steps:
+            if done % config.log_every == 0 or last:
                 write(
                     {
                         "type": "train",
@@ -485,7 +503,7 @@ def train(
                 )
                 window_start, window_tokens = time.perf_counter(), 0
             extra: dict[str, Any] = {}
-            if done % config.eval_every == 0 or done == config.steps:
+            if done % config.eval_every == 0 or last:
                 record = evaluate(done)
                 evals.append(record)
                 write(record)
@@ -495,9 +513,11 @@ def train(
                         f"step {done}: "
                         + ", ".join(f"{k} {v:.4f}" for k, v in extra.items() if k != "val_tokens")
                     )
-            if (config.save_every and done % config.save_every == 0) or done == config.steps:
+            if (config.save_every and done % config.save_every == 0) or last:
                 ckpt_path = checkpoint(done, extra)
                 saved = done
+            if out_of_time:
+                break
     except KeyboardInterrupt:
         # Keep the work done so far; --resume continues from here. (One process only: the
         # others of a DDP run may not reach the collectives a checkpoint needs.)
