@@ -93,3 +93,15 @@ def test_reset_forgets_positions():
         atol=1e-5,
         rtol=1e-5,
     )
+
+
+def test_compiled_decode_step_fullgraph():
+    # Positions live in cache tensors, so a decode step traces without graph breaks.
+    model = tiny("rope", num_kv_heads=2)
+    x = torch.randint(0, 40, (1, 10))
+    cache = model.new_cache(1, 32)
+    with torch.no_grad():
+        model(x[:, :6], cache=cache)
+        step = torch.compile(lambda t: model(t, cache=cache), fullgraph=True)
+        outs = [step(x[:, i : i + 1]) for i in range(6, 10)]
+        torch.testing.assert_close(torch.cat(outs, 1), model(x)[:, 6:], atol=1e-5, rtol=1e-5)
