@@ -208,3 +208,12 @@ def test_time_limit_stops_early_with_the_schedule_decayed(tmp_path):
     assert 0 < len(result["losses"]) < 10_000
     assert len(result["evals"]) == 1 and result["checkpoint"] is not None
     assert lr_at(5, cfg, elapsed=0.5) == pytest.approx(cfg.min_lr)
+
+
+def test_resume_needs_the_training_state(tmp_path):
+    cfg = TrainConfig(task="copy", steps=2, batch_size=4, seq_len=9, eval_every=2, eval_tokens=64)
+    model = DecoderConfig(vocab_size=10, max_seq_len=16, d_model=16, num_layers=1, num_heads=2)
+    step_dir = Path(train(model, cfg, out=tmp_path, progress=False)["checkpoint"])
+    (step_dir / "state.pt").unlink()
+    with pytest.raises(ValueError, match=r"no training state \(state.pt\)"):
+        train(model, cfg, out=tmp_path, resume=tmp_path, progress=False)

@@ -460,8 +460,8 @@ def train(
                     with autocast:
                         logits = run_model(xm)  # (b, T, V)
                     loss_sum = F.cross_entropy(
-                        logits.float().view(-1, vocab),
-                        ym.reshape(-1),
+                        logits.float().view(-1, vocab),  # (b*T, V)
+                        ym.reshape(-1),  # (b*T,)
                         ignore_index=IGNORE,
                         reduction="sum",
                     )

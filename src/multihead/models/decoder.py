@@ -345,7 +345,7 @@ def pad_prompts(prompts: Prompts, device: torch.device) -> tuple[torch.Tensor, t
             raise ValueError("prompts are empty; each prompt needs at least one token")
         lengths = torch.full((prompts.shape[0],), prompts.shape[1], dtype=torch.long)
         return prompts.to(device=device, dtype=torch.long), lengths.to(device)
-    rows = [torch.as_tensor(p, dtype=torch.long).flatten() for p in prompts]
+    rows = [torch.as_tensor(p, dtype=torch.long).flatten() for p in prompts]  # (T_i,) each
     if not rows:
         raise ValueError("prompts is empty; expected at least one prompt")
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
