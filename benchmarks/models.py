@@ -1,0 +1,182 @@
+"""Model benchmarks, measured in one process with interleaved runs and reported as medians.
+
+1. Training tokens/s of DecoderLM against the same architecture built from
+   ``torch.nn.TransformerEncoderLayer`` (pre-norm, GELU, learned positions, tied head) with a
+   causal mask: forward + backward + AdamW step.
+2. Decoding tokens/s at a 2k-token context with the KV cache against recomputing the whole
+   prefix for every new token.
+
+Usage::
+
+    python benchmarks/models.py                   # prints a markdown section
+    python benchmarks/models.py --output benchmarks/RESULTS.md   # also appends it there
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from multihead.models import DecoderConfig, DecoderLM
+
+
+class TorchTwin(nn.Module):
+    """DecoderLM's architecture from torch's own layers (the baseline a tutorial would build)."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        layer = nn.TransformerEncoderLayer(
+            cfg.d_model,
+            cfg.num_heads,
+            cfg.ffn_size,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.layers = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        t = tokens.shape[1]
+        x = self.tok(tokens) + self.pos(torch.arange(t, device=tokens.device))  # (B, T, E)
+        mask = nn.Transformer.generate_square_subsequent_mask(t, device=tokens.device)
+        x = self.layers(x, mask=mask, is_causal=True)
+        return self.norm(x) @ self.tok.weight.T  # (B, T, V)
+
+
+def train_step_time(model: nn.Module, opt, x: torch.Tensor, vocab: int) -> float:
+    t0 = time.perf_counter()
+    logits = model(x)  # (B, T, V)
+    loss = F.cross_entropy(logits.float().reshape(-1, vocab), x.reshape(-1))
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0
+
+
+def bench_training(rounds: int, steps: int, batch: int, seq: int) -> dict:
+    cfg = DecoderConfig(
+        vocab_size=256,
+        max_seq_len=seq,
+        d_model=192,
+        num_layers=4,
+        num_heads=6,
+        position="learned",
+    )
+    torch.manual_seed(0)
+    ours = DecoderLM(cfg)
+    theirs = TorchTwin(cfg)
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_theirs = sum(p.numel() for p in theirs.parameters())
+    opts = {
+        "multihead": (ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
+        "torch": (theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4)),
+    }
+    x = torch.randint(0, 256, (batch, seq))
+    times: dict[str, list[float]] = {k: [] for k in opts}
+    for m, o in opts.values():  # warm up both
+        train_step_time(m, o, x, 256)
+    for _ in range(rounds):
+        for name, (m, o) in opts.items():
+            times[name].append(min(train_step_time(m, o, x, 256) for _ in range(steps)))
+    tps = {k: batch * seq / statistics.median(v) for k, v in times.items()}
+    return {
+        "config": f"d_model=192, 4 layers, 6 heads, T={seq}, B={batch}",
+        "params": (n_ours, n_theirs),
+        "tps": tps,
+        "ratio": tps["multihead"] / tps["torch"],
+    }
+
+
+@torch.no_grad()
+def bench_decode(rounds: int, context: int, new_tokens: int) -> dict:
+    cfg = DecoderConfig(
+        vocab_size=256,
+        max_seq_len=context + new_tokens,
+        d_model=192,
+        num_layers=4,
+        num_heads=6,
+        position="rope",
+    )
+    torch.manual_seed(0)
+    model = DecoderLM(cfg).eval()
+    prompt = torch.randint(0, 256, (1, context))
+    times: dict[str, list[float]] = {"cache": [], "recompute": []}
+
+    def cached() -> float:
+        cache = model.new_cache(1, context + new_tokens)
+        logits = model(prompt, cache=cache)  # prefill, not timed
+        tok = logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
+        t0 = time.perf_counter()
+        for _ in range(new_tokens):
+            tok = model(tok, cache=cache)[:, -1].argmax(-1, keepdim=True)
+        return (time.perf_counter() - t0) / new_tokens
+
+    def recompute() -> float:
+        seq = prompt
+        t0 = time.perf_counter()
+        for _ in range(new_tokens):
+            tok = model(seq)[:, -1].argmax(-1, keepdim=True)
+            seq = torch.cat((seq, tok), dim=1)
+        return (time.perf_counter() - t0) / new_tokens
+
+    cached()
+    for _ in range(rounds):
+        times["cache"].append(cached())
+        times["recompute"].append(recompute())
+    tps = {k: 1.0 / statistics.median(v) for k, v in times.items()}
+    return {
+        "config": f"d_model=192, 4 layers, 6 heads, RoPE, context {context}, "
+        f"{new_tokens} new tokens, batch 1",
+        "tps": tps,
+        "ratio": tps["cache"] / tps["recompute"],
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--output", default=None, help="append the markdown section to this file")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tr = bench_training(args.rounds, steps=2, batch=16, seq=256)
+    dec = bench_decode(args.rounds, context=2048, new_tokens=16)
+    cmd = "python " + " ".join(["benchmarks/models.py", *sys.argv[1:]])
+    lines = [
+        f"### {torch.get_num_threads()} thread(s)",
+        "",
+        f"`{cmd}` — torch {torch.__version__}, {platform.machine()}, "
+        f"{torch.get_num_threads()} threads, medians of {args.rounds} interleaved rounds.",
+        "",
+        "| benchmark | multihead | baseline | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| training tok/s, DecoderLM vs nn.TransformerEncoderLayer twin ({tr['config']}) "
+        f"| {tr['tps']['multihead']:,.0f} | {tr['tps']['torch']:,.0f} | {tr['ratio']:.2f}x |",
+        f"| decode tok/s, KV cache vs recompute prefix ({dec['config']}) "
+        f"| {dec['tps']['cache']:,.1f} | {dec['tps']['recompute']:,.1f} | {dec['ratio']:.1f}x |",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.output:
+        path = Path(args.output)
+        old = path.read_text() if path.exists() else "# Benchmark results\n"
+        path.write_text(old.rstrip("\n") + "\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""KV cache for decoding: preallocated, one layer per attention layer, positions as tensors.
+
+Legend: B batch, Hkv key/value heads, S cache slots, t new tokens, D head dim.
+
+Only the key/value heads are stored, so a GQA model with ``Hkv = Hq / G`` caches G times less.
+Buffers are allocated once; the write position is a tensor (``lengths``), never a Python int
+read back from the device, so a decode step has static shapes and compiles without graph
+breaks (the gpt-fast design).
+
+Two layouts:
+
+- **linear** (default): slot ``p`` holds position ``p``; ``S = max_len``. Attention runs over
+  all S slots with a causal mask on the query positions, which also hides the slots not
+  written yet.
+- **ring** (``ring=True`` with a sliding ``window``): ``S = window`` slots reused modulo the
+  window, so memory stays O(window) however long the generation (the Mistral design). Slots
+  no longer map to positions, so the cache tracks each slot's position
+  (``slot_positions``) and the model masks with those.
+
+Batches of prompts of different lengths: call :meth:`KVCache.set_prompt_lengths`, then
+prefill them right-padded with positions ``0 .. T-1``. Each row then continues at its own
+position; padding is either rewritten before it becomes visible (linear) or never stored
+(ring).
+
+Example:
+    >>> import torch
+    >>> from multihead.cache import KVCache
+    >>> cache = KVCache(num_layers=2, batch_size=1, max_len=16, num_kv_heads=2, head_dim=8)
+    >>> k = v = torch.randn(1, 2, 3, 8)                  # (B, Hkv, t, D)
+    >>> k_all, v_all = cache.layers[0].update(k, v, torch.arange(3))
+    >>> k_all.shape                                      # every slot; unwritten ones masked
+    torch.Size([1, 2, 16, 8])
+    >>> torch.equal(k_all[:, :, :3], k)
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from multihead import _checks
+
+_NO_LIMIT = 2**62
+
+
+class KVCacheLayer(nn.Module):
+    """One attention layer's cache; satisfies :class:`multihead.attention.KVCacheLayer`.
+
+    ``update(k, v, positions)`` writes keys/values ``(B, Hkv, t, D)`` at positions ``(t,)``
+    or ``(B, t)`` and returns the keys/values to attend to: the whole buffer
+    ``(B, Hkv, S, D)`` for a linear cache (slot index = position); for a ring cache the
+    previous ``S`` slots followed by the new entries, ``(B, Hkv, S + t, D)``, whose positions
+    :meth:`KVCache.key_positions` gives.
+
+    A ring layer has one extra slot that is never attended to: writes that must not land
+    (padding of a short prompt, entries the ring has no room for) are sent there, so one
+    ``scatter_`` does every write without data-dependent shapes.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        slots: int,
+        num_kv_heads: int,
+        head_dim: int,
+        ring: bool,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+    ) -> None:
+        super().__init__()
+        self.ring = ring
+        self.slots = slots
+        shape = (batch_size, num_kv_heads, slots + int(ring), head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        # Slots of the current write (B, t), prepared once per forward by KVCache.key_positions.
+        self.write_slots: torch.Tensor | None = None
+
+    def update(
+        self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if k.shape[0] != self.k.shape[0] or k.shape[1] != self.k.shape[1]:
+            raise ValueError(
+                f"k has shape {tuple(k.shape)} but this cache holds (B, Hkv) = "
+                f"{tuple(self.k.shape[:2])}; build the cache for this batch and num_kv_heads"
+            )
+        slots = self.write_slots
+        if slots is None:
+            slots = positions % self.slots if self.ring else positions
+        if not self.ring:
+            self._write(k, v, slots)
+            return self.k, self.v
+        # Attend to the old contents plus the new entries, then write: with t > S an earlier
+        # query of the chunk still needs keys that the ring is about to overwrite.
+        k_all = torch.cat((self.k[:, :, : self.slots], k.to(self.k.dtype)), dim=2)  # (B,Hkv,S+t,D)
+        v_all = torch.cat((self.v[:, :, : self.slots], v.to(self.v.dtype)), dim=2)  # (B,Hkv,S+t,D)
+        self._write(k, v, slots)
+        return k_all, v_all
+
+    def _write(self, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor) -> None:
+        b, h, t, d = k.shape
+        idx = slots if slots.dim() == 2 else slots.unsqueeze(0)  # (1|B, t)
+        idx = idx.view(idx.shape[0], 1, t, 1).expand(b, h, t, d)  # (B, Hkv, t, D)
+        self.k.scatter_(2, idx, k.to(self.k.dtype))
+        self.v.scatter_(2, idx, v.to(self.v.dtype))
+
+
+class KVCache(nn.Module):
+    """Preallocated key/value cache for all layers of a decoder.
+
+    Args:
+        num_layers: one :class:`KVCacheLayer` per attention layer (``cache.layers[i]``).
+        batch_size: B.
+        max_len: the longest sequence (prompt + generated) the cache must hold.
+        num_kv_heads: Hkv (only the KV heads are stored, so GQA saves memory here).
+        head_dim: D.
+        window: the model's sliding window, if any. With ``ring=True`` the cache keeps only
+            the last ``window`` positions.
+        ring: store ``window`` slots reused modulo the window instead of ``max_len``.
+
+    State (tensors, so a compiled decode step sees no Python ints):
+        lengths: ``(B,)`` int64, the next position of each row.
+        slot_positions: ``(B, S)`` int64, the position each slot holds (-1 = empty); used by
+            ring caches to mask, kept for linear ones too.
+        limit: ``(B,)`` int64, set by :meth:`set_prompt_lengths` for one padded write.
+
+    Example:
+        >>> import torch
+        >>> cache = KVCache(num_layers=1, batch_size=2, max_len=8, num_kv_heads=1, head_dim=4,
+        ...                 window=3, ring=True)
+        >>> cache.slots
+        3
+        >>> cache.next_positions(2)                       # (B, t)
+        tensor([[0, 1],
+                [0, 1]])
+    """
+
+    def __init__(
+        self,
+        *,
+        num_layers: int,
+        batch_size: int,
+        max_len: int,
+        num_kv_heads: int,
+        head_dim: int,
+        window: int | None = None,
+        ring: bool = False,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("num_layers", num_layers),
+            ("batch_size", batch_size),
+            ("max_len", max_len),
+            ("num_kv_heads", num_kv_heads),
+            ("head_dim", head_dim),
+        ):
+            _checks.require_positive_int(name, value)
+        if window is not None:
+            _checks.require_positive_int("window", window)
+        if ring and window is None:
+            raise ValueError("ring=True needs a window: a ring buffer keeps the last `window` keys")
+        self.max_len = max_len
+        self.window = window
+        self.ring = bool(ring)
+        self.slots = min(window, max_len) if ring and window is not None else max_len
+        self.layers = nn.ModuleList(
+            KVCacheLayer(
+                batch_size=batch_size,
+                slots=self.slots,
+                num_kv_heads=num_kv_heads,
+                head_dim=head_dim,
+                ring=self.ring,
+                dtype=dtype,
+                device=device,
+            )
+            for _ in range(num_layers)
+        )
+        self.register_buffer(
+            "lengths", torch.zeros(batch_size, dtype=torch.long, device=device), persistent=False
+        )
+        self.register_buffer(
+            "limit", torch.full((batch_size,), _NO_LIMIT, device=device), persistent=False
+        )
+        self.register_buffer(
+            "slot_positions",
+            torch.full((batch_size, self.slots), -1, dtype=torch.long, device=device),
+            persistent=False,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return self.lengths.shape[0]
+
+    def next_positions(self, t: int) -> torch.Tensor:
+        """Positions ``(B, t)`` of the next ``t`` tokens of each row."""
+        return self.lengths[:, None] + torch.arange(t, device=self.lengths.device)  # (B, t)
+
+    def set_prompt_lengths(self, lengths: torch.Tensor) -> None:
+        """Declare that the next write is a right-padded batch of prompts: row ``b`` has
+        ``lengths[b]`` real tokens, the rest is padding that is not kept. Afterwards each row
+        continues at its own length."""
+        lengths = lengths.to(device=self.lengths.device, dtype=torch.long)
+        if lengths.shape != self.lengths.shape:
+            raise ValueError(
+                f"lengths has shape {tuple(lengths.shape)} but (B,) = ({self.batch_size},) "
+                "is expected"
+            )
+        self.limit.copy_(lengths)
+
+    def key_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """Prepare a write at ``positions`` ``(t,)`` or ``(B, t)`` for every layer and return
+        the positions of the keys the layers' ``update`` will return (-1 = empty or padding,
+        never attended): ``(B, S)`` for a linear cache (slot = position) or ``(B, S + t)``
+        for a ring (the old slots, then the new entries). Call once per forward, before the
+        layers run; advances ``lengths``."""
+        b = self.batch_size
+        pos = positions if positions.dim() == 2 else positions.unsqueeze(0).expand(b, -1)
+        real = pos < self.limit[:, None]  # (B, t): False for padding of a short prompt
+        self.lengths.copy_(torch.minimum(pos[:, -1] + 1, self.limit))
+        self.limit.fill_(_NO_LIMIT)
+        if not self.ring:
+            # Padding lands in slots past the row's length, which causality hides until the
+            # row's own tokens have overwritten them.
+            self.slot_positions.scatter_(1, pos, pos.masked_fill(~real, -1))
+            for layer in self.layers:
+                layer.write_slots = pos
+            return self.slot_positions
+        # Ring: keep each row's last S real positions; everything else goes to the trash slot.
+        last = pos.masked_fill(~real, -1).amax(dim=1, keepdim=True)  # (B, 1)
+        keep = real & (pos > last - self.slots)  # (B, t)
+        slots = torch.where(keep, pos % self.slots, self.slots)  # (B, t)
+        old = self.slot_positions.clone()  # (B, S)
+        table = torch.cat((self.slot_positions, old[:, :1]), dim=1)  # (B, S + 1): + trash
+        table.scatter_(1, slots, pos)
+        self.slot_positions.copy_(table[:, : self.slots])
+        for layer in self.layers:
+            layer.write_slots = slots
+        return torch.cat((old, pos.masked_fill(~real, -1)), dim=1)  # (B, S + t)
+
+    def reset(self) -> None:
+        """Forget everything (buffers stay allocated)."""
+        self.lengths.zero_()
+        self.limit.fill_(_NO_LIMIT)
+        self.slot_positions.fill_(-1)
+        for layer in self.layers:
+            layer.k.zero_()
+            layer.v.zero_()
+
+    def extra_repr(self) -> str:
+        kind = f"ring, window={self.window}" if self.ring else "linear"
+        return f"batch_size={self.batch_size}, slots={self.slots}, {kind}"

@@ -1,0 +1,74 @@
+"""Synthetic sequence tasks with a known algorithm, for studying what heads learn.
+
+Each task makes batches ``(x, y)`` of shape ``(B, T)`` (int64) for next-token prediction;
+targets that cannot be predicted are ``IGNORE`` (-100, ``cross_entropy``'s ignore_index), so
+the loss scores only the algorithmic part.
+
+- ``induction``: a random sequence repeated twice; the second copy is predictable by an
+  induction head (Olsson et al. 2022, "In-context learning and induction heads").
+- ``copy``: ``a SEP a``; ``reverse``: ``a SEP reversed(a)``.
+
+Example:
+    >>> import torch
+    >>> from multihead.data import SyntheticTask
+    >>> task = SyntheticTask("copy", vocab_size=10, seq_len=9)
+    >>> x, y = task.batch("train", batch_size=1, generator=torch.Generator().manual_seed(0))
+    >>> x.shape, int((y != -100).sum())                    # the copy after SEP is scored
+    (torch.Size([1, 9]), 4)
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+TASKS = ("induction", "copy", "reverse")
+
+
+class SyntheticTask:
+    """A synthetic task.
+
+    Args:
+        name: ``"induction"``, ``"copy"`` or ``"reverse"``.
+        vocab_size: total vocabulary; ``copy``/``reverse`` reserve the last id as SEP.
+        seq_len: T, the model input length.
+    """
+
+    def __init__(self, name: str, *, vocab_size: int, seq_len: int) -> None:
+        if name not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {name!r}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 3:
+            raise ValueError(f"vocab_size must be an integer >= 3, got {vocab_size!r}")
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 3:
+            raise ValueError(f"seq_len must be an integer >= 3, got {seq_len!r}")
+        self.name = name
+        self.vocab_size = vocab_size
+        self.seq_len = seq_len
+        self.sep = vocab_size - 1
+
+    def batch(
+        self, split: str, *, batch_size: int, generator: torch.Generator, seq_len: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)``, each ``(B, T)``; ``split`` is accepted for symmetry with text corpora
+        (train and validation batches differ by the generator's seed only)."""
+        del split
+        t = self.seq_len if seq_len is None else seq_len
+        if self.name == "induction":
+            n = (t + 1) // 2 + 1  # two copies give at least T + 1 tokens
+            a = torch.randint(0, self.vocab_size, (batch_size, n), generator=generator)
+            seq = torch.cat((a, a), dim=1)[:, : t + 1]  # (B, T+1)
+            y = seq[:, 1:].clone()
+            y[:, :n] = IGNORE  # predictable: the second copy from its second token on
+            return seq[:, :-1], y
+        n = t // 2  # a SEP b: 2n + 1 = T + 1 tokens when T is odd
+        a = torch.randint(0, self.vocab_size - 1, (batch_size, n), generator=generator)
+        b = a if self.name == "copy" else a.flip(1)
+        sep = torch.full((batch_size, 1), self.sep, dtype=torch.long)
+        seq = torch.cat((a, sep, b), dim=1)  # (B, 2n+1)
+        pad = t + 1 - seq.shape[1]
+        if pad > 0:
+            seq = torch.cat((seq, torch.full((batch_size, pad), self.sep)), dim=1)  # (B, T+1)
+        y = seq[:, 1:].clone()
+        y[:, :n] = IGNORE  # before SEP nothing is predictable
+        y[:, 2 * n :] = IGNORE  # padding
+        return seq[:, :-1], y

@@ -1,0 +1,162 @@
+"""Byte-level text corpora: every byte is a token (vocabulary 256), so no tokenizer is needed
+and bits per byte compare directly with compressors.
+
+The default corpus is the running Python's own standard-library sources, found through
+``sysconfig``: present on every machine, nothing downloaded.
+
+The train/validation split is deterministic: the byte stream is cut into equal parts and every
+``1 / val_fraction``-th part goes to validation, so validation text is spread over the whole
+corpus instead of being its alphabetically last files.
+
+Example:
+    >>> import torch
+    >>> from multihead.data import ByteCorpus
+    >>> corpus = ByteCorpus(b"def f(x):\\n    return x\\n" * 200, val_fraction=0.1)
+    >>> x, y = corpus.batch("train", batch_size=2, seq_len=8, generator=torch.Generator())
+    >>> x.shape, bool((x[:, 1:] == y[:, :-1]).all())      # y is x shifted by one
+    (torch.Size([2, 8]), True)
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+SPLITS = ("train", "val")
+_BINARY_PROBE = 8192
+
+
+def stdlib_sources() -> list[Path]:
+    """The ``.py`` files of this Python's standard library (not site-packages), sorted."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "__pycache__"}
+    return sorted(p for p in root.rglob("*.py") if not skip.intersection(p.parts) and p.is_file())
+
+
+def _files_under(folder: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+    return files
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ValueError(
+            f"corpus file {str(path)!r} is unreadable: {err.strerror or err}"
+        ) from None
+
+
+class ByteCorpus:
+    """Bytes split deterministically into train and validation tensors (uint8).
+
+    Args:
+        data: the corpus bytes.
+        val_fraction: share of the bytes held out for validation, in (0, 0.5].
+        source: a description for messages and logs.
+    """
+
+    def __init__(self, data: bytes, *, val_fraction: float = 0.01, source: str = "bytes") -> None:
+        if not isinstance(val_fraction, (int, float)) or not 0 < val_fraction <= 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction!r}")
+        if not data:
+            raise ValueError(f"corpus {source} is empty; expected some text")
+        self.source = source
+        self.val_fraction = float(val_fraction)
+        stream = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        period = max(2, round(1 / val_fraction))
+        # Parts of ~32 KiB (at most 1000 of them), at least one validation part.
+        parts = max(period, min(1000, len(data) // 32768))
+        bounds = [len(data) * i // parts for i in range(parts + 1)]
+        is_val = [i % period == period // 2 for i in range(parts)]
+        pieces = {False: [], True: []}
+        for i in range(parts):
+            pieces[is_val[i]].append(stream[bounds[i] : bounds[i + 1]])
+        self.train = torch.cat(pieces[False])
+        self.val = torch.cat(pieces[True])
+
+    @classmethod
+    def from_paths(
+        cls, paths: Sequence[str | os.PathLike] | str | os.PathLike | None = None, **kwargs
+    ) -> ByteCorpus:
+        """Read files and folders (recursively, sorted; binary files are skipped). None reads
+        the standard-library sources.
+
+        Raises:
+            FileNotFoundError: a path does not exist (named).
+            ValueError: a file is unreadable, or the corpus is empty.
+        """
+        if paths is None:
+            files = stdlib_sources()
+            source = f"standard library ({sysconfig.get_paths()['stdlib']})"
+        else:
+            if isinstance(paths, (str, os.PathLike)):
+                paths = [paths]
+            files = []
+            for p in map(Path, paths):
+                if not p.exists():
+                    raise FileNotFoundError(f"corpus path {str(p)!r} does not exist")
+                files += _files_under(p) if p.is_dir() else [p]
+            source = ", ".join(map(str, paths))
+        chunks = []
+        for f in files:
+            data = _read(f)
+            if b"\0" in data[:_BINARY_PROBE]:
+                continue  # binary, not text
+            chunks.append(data)
+        data = b"".join(chunks)
+        if not data:
+            raise ValueError(f"corpus {source} is empty: no readable text in {len(files)} file(s)")
+        return cls(data, source=source, **kwargs)
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
+        return self.train if name == "train" else self.val
+
+    def batch(
+        self, split: str, *, batch_size: int, seq_len: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows: inputs x ``(B, T)`` and next-byte targets y ``(B, T)``, int64."""
+        data = self.split(split)
+        if len(data) < seq_len + 1:
+            raise ValueError(
+                f"the {split} split of corpus {self.source} has {len(data)} bytes, fewer than "
+                f"seq_len + 1 = {seq_len + 1}; use a larger corpus or a smaller seq_len"
+            )
+        starts = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator)
+        idx = starts[:, None] + torch.arange(seq_len + 1)  # (B, T+1)
+        w = data[idx].long()  # (B, T+1)
+        return w[:, :-1], w[:, 1:]
+
+    def windows(
+        self, split: str, *, batch_size: int, seq_len: int, max_tokens: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Consecutive non-overlapping windows covering the split (for evaluation), in
+        batches ``(b, T)``; at most ``max_tokens`` targets."""
+        data = self.split(split)
+        n = (len(data) - 1) // seq_len
+        if max_tokens is not None:
+            n = min(n, max(1, max_tokens // seq_len))
+        for s in range(0, n, batch_size):
+            rows = torch.arange(s, min(s + batch_size, n))
+            idx = rows[:, None] * seq_len + torch.arange(seq_len + 1)  # (b, T+1)
+            w = data[idx].long()
+            yield w[:, :-1], w[:, 1:]
+
+
+def decode(tokens: Sequence[int]) -> str:
+    """Bytes to text (invalid UTF-8 replaced)."""
+    return bytes(tokens).decode("utf-8", errors="replace")
+
+
+def encode(text: str) -> list[int]:
+    """Text to its UTF-8 bytes."""
+    return list(text.encode("utf-8"))

@@ -1,0 +1,242 @@
+"""Position information for attention: RoPE, ALiBi, sinusoidal and learned embeddings.
+
+Legend: B batch, H heads, T sequence length, D head dim, E model width.
+
+- :class:`RotaryEmbedding` rotates queries and keys by their position (Su et al. 2021,
+  "RoFormer"), so that ``q_m . k_n`` depends on ``m - n`` only. It plugs into
+  :class:`~multihead.attention.MultiHeadAttention` as ``rotary=``.
+- :class:`ALiBi` adds ``-slope_h * |i - j|`` to the scores of head ``h`` (Press et al. 2022,
+  "Train short, test long"). It is a :class:`~multihead.masks.HeadBias`: the blockwise backend
+  evaluates it one tile at a time, never as a dense ``T x T`` tensor.
+- :class:`SinusoidalPositions` and :class:`LearnedPositions` give ``(..., T, E)`` vectors added
+  to the token embeddings (Vaswani et al. 2017; Radford et al. 2018).
+
+Example:
+    >>> import torch
+    >>> from multihead.positional import RotaryEmbedding, ALiBi
+    >>> rope = RotaryEmbedding(head_dim=16)
+    >>> q = torch.randn(2, 4, 5, 16)                     # (B, H, T, D)
+    >>> rope(q, torch.arange(5)).shape
+    torch.Size([2, 4, 5, 16])
+    >>> ALiBi(num_heads=8).slopes[:3]
+    tensor([0.5000, 0.2500, 0.1250])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from multihead import _checks
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE; Su et al. 2021).
+
+    Pairs of channels ``(x_a, x_b)`` are rotated by the angle ``position * base ** (-2i / R)``
+    where ``i`` indexes the pair and ``R`` is the number of rotated channels.
+
+    Args:
+        head_dim: D, the width of each query/key head.
+        base: the frequency base (10000 in the paper; larger for long context).
+        rotary_dim: how many leading channels of each head are rotated (partial rotary, as in
+            GPT-NeoX/GPT-J); must be even. Default: all ``head_dim`` channels.
+        interleaved: how channels are paired. False (default) pairs channel ``i`` with
+            ``i + R/2`` ("half-split", the GPT-NeoX / HF-Llama layout); True pairs ``2i`` with
+            ``2i + 1`` (the paper's and GPT-J's / Meta-Llama's layout). Real checkpoints use
+            both, so a converter picks the one its weights were trained with.
+
+    Call: ``rope(x, positions)`` with x ``(B, H, T, D)`` and positions ``(T,)`` or ``(B, T)``
+    (int); returns the same shape and dtype as x. The angles are computed in float32 from the
+    positions given, so no table bounds the sequence length and cached decoding (positions
+    ``t, t+1, ...``) rotates exactly as the full forward does.
+
+    Example:
+        >>> import torch
+        >>> rope = RotaryEmbedding(head_dim=8, rotary_dim=4, interleaved=True)
+        >>> x = torch.randn(1, 2, 3, 8)
+        >>> y = rope(x, torch.arange(3))
+        >>> torch.equal(y[..., 4:], x[..., 4:])           # unrotated tail passes through
+        True
+    """
+
+    def __init__(
+        self,
+        head_dim: int,
+        *,
+        base: float = 10000.0,
+        rotary_dim: int | None = None,
+        interleaved: bool = False,
+    ) -> None:
+        super().__init__()
+        _checks.require_positive_int("head_dim", head_dim)
+        rotary_dim = head_dim if rotary_dim is None else rotary_dim
+        _checks.require_positive_int("rotary_dim", rotary_dim)
+        if rotary_dim % 2:
+            what = "head_dim" if rotary_dim == head_dim else "rotary_dim"
+            raise ValueError(
+                f"RoPE rotates channel pairs, so {what} must be even, got {what}={rotary_dim}"
+            )
+        if rotary_dim > head_dim:
+            raise ValueError(f"rotary_dim={rotary_dim} must be at most head_dim={head_dim}")
+        if not (isinstance(base, (int, float)) and base > 1.0):
+            raise ValueError(f"base must be a number > 1, got {base!r}")
+        self.head_dim = head_dim
+        self.rotary_dim = rotary_dim
+        self.base = float(base)
+        self.interleaved = bool(interleaved)
+        inv_freq = self.base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+        # Not persistent: a function of the config, so checkpoints do not carry it.
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)  # (R/2,)
+
+    def angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin ``(1 | B, 1, T, R/2)`` in float32 for positions ``(T,)`` or ``(B, T)``."""
+        pos = positions.to(device=self.inv_freq.device, dtype=torch.float32)
+        pos = pos if pos.dim() == 2 else pos.unsqueeze(0)  # (1|B, T)
+        theta = pos[:, None, :, None] * self.inv_freq  # (1|B, 1, T, R/2)
+        return theta.cos(), theta.sin()
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.head_dim:
+            raise ValueError(
+                f"x has shape {tuple(x.shape)} but RotaryEmbedding was built for "
+                f"head_dim={self.head_dim}; expected (B, H, T, {self.head_dim})"
+            )
+        if positions.dim() not in (1, 2) or positions.shape[-1] != x.shape[-2]:
+            raise ValueError(
+                f"positions has shape {tuple(positions.shape)} but (T,) or (B, T) with "
+                f"T={x.shape[-2]} is expected"
+            )
+        cos, sin = self.angles(positions)
+        r = self.rotary_dim
+        rot, rest = x[..., :r].float(), x[..., r:]
+        if self.interleaved:
+            pairs = rot.unflatten(-1, (r // 2, 2))  # (B, H, T, R/2, 2)
+            a, b = pairs[..., 0], pairs[..., 1]  # (B, H, T, R/2) each
+            out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)  # (B,H,T,R/2,2)
+            out = out.flatten(-2)  # (B, H, T, R)
+        else:
+            a, b = rot[..., : r // 2], rot[..., r // 2 :]  # (B, H, T, R/2) each
+            out = torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)  # (B, H, T, R)
+        out = out.to(x.dtype)
+        return out if r == self.head_dim else torch.cat((out, rest), dim=-1)  # (B, H, T, D)
+
+    def extra_repr(self) -> str:
+        return (
+            f"head_dim={self.head_dim}, rotary_dim={self.rotary_dim}, base={self.base}, "
+            f"interleaved={self.interleaved}"
+        )
+
+
+def alibi_slopes(num_heads: int) -> torch.Tensor:
+    """ALiBi head slopes ``(H,)`` (Press et al. 2022, section 3).
+
+    For ``H`` a power of two the slopes are the geometric sequence starting at and with ratio
+    ``2 ** (-8 / H)``. Otherwise the paper takes the slopes of the nearest smaller power of two
+    ``n`` and adds every other slope of ``2n`` heads until there are ``H``.
+    """
+    _checks.require_positive_int("num_heads", num_heads)
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    n = 2 ** math.floor(math.log2(num_heads))
+    slopes = power_of_two(n)
+    if n < num_heads:
+        slopes += power_of_two(2 * n)[0::2][: num_heads - n]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+class ALiBi(nn.Module):
+    """Attention with Linear Biases (Press et al. 2022): adds ``-slope_h * |q_pos - k_pos|``
+    to head ``h``'s scores. A :class:`~multihead.masks.HeadBias`; use it as
+    ``masks.bias(ALiBi(num_heads=H))``.
+
+    The distance is symmetric, so the same bias serves causal decoders (where only
+    ``k_pos <= q_pos`` survive the mask and it equals the paper's ``-(q - k)``) and
+    bidirectional encoders.
+
+    Call: ``alibi(q_pos, k_pos, dtype)`` with q_pos ``(1 | B, tq)`` and k_pos ``(tk,)`` int64;
+    returns ``(1 | B, H, tq, tk)``. It is evaluated per tile by the blockwise backend.
+
+    Example:
+        >>> import torch
+        >>> from multihead import masks
+        >>> alibi = ALiBi(num_heads=2)
+        >>> alibi(torch.arange(3)[None], torch.arange(3), torch.float32)[0, 0]
+        tensor([[-0.0000, -0.0625, -0.1250],
+                [-0.0625, -0.0000, -0.0625],
+                [-0.1250, -0.0625, -0.0000]])
+        >>> m = masks.causal() & masks.bias(alibi)
+    """
+
+    def __init__(self, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = _checks.require_positive_int("num_heads", num_heads)
+        self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)  # (H,)
+
+    def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        qp = q_pos if q_pos.dim() == 2 else q_pos.unsqueeze(0)  # (1|B, tq)
+        dist = (qp[:, :, None] - k_pos.view(1, 1, -1)).abs()  # (1|B, tq, tk)
+        slopes = self.slopes.to(device=dist.device)
+        bias = -slopes.view(1, -1, 1, 1) * dist[:, None].float()  # (1|B, H, tq, tk)
+        return bias.to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}"
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed sinusoidal position vectors (Vaswani et al. 2017, section 3.5):
+    ``PE[p, 2i] = sin(p / 10000^(2i/E))``, ``PE[p, 2i+1] = cos(p / 10000^(2i/E))``.
+
+    Call: ``pe(positions)`` with positions ``(T,)`` or ``(B, T)`` -> ``(T, E)`` or
+    ``(B, T, E)`` float32, computed from the positions (no table, no length limit).
+
+    Example:
+        >>> SinusoidalPositions(dim=4)(torch.arange(2))
+        tensor([[0.0000, 1.0000, 0.0000, 1.0000],
+                [0.8415, 0.5403, 0.0100, 0.9999]])
+    """
+
+    def __init__(self, dim: int, *, base: float = 10000.0) -> None:
+        super().__init__()
+        _checks.require_positive_int("dim", dim)
+        if dim % 2:
+            raise ValueError(
+                f"sinusoidal positions pair sin and cos, so dim must be even, got {dim}"
+            )
+        self.dim = dim
+        inv = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+        self.register_buffer("inv_freq", inv.float(), persistent=False)  # (E/2,)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        theta = positions.float()[..., None] * self.inv_freq  # (..., T, E/2)
+        return torch.stack((theta.sin(), theta.cos()), dim=-1).flatten(-2)  # (..., T, E)
+
+
+class LearnedPositions(nn.Module):
+    """Learned absolute position embeddings (Radford et al. 2018), one vector per position
+    ``0 .. max_positions - 1``.
+
+    Call: ``pe(positions)`` with positions ``(T,)`` or ``(B, T)`` -> ``(..., T, E)``.
+    """
+
+    def __init__(
+        self,
+        max_positions: int,
+        dim: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.max_positions = _checks.require_positive_int("max_positions", max_positions)
+        self.embedding = nn.Embedding(max_positions, dim, device=device, dtype=dtype)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.embedding(positions)

@@ -1,0 +1,44 @@
+"""Encoder: bidirectional attention, padding never changes real tokens, pooling."""
+
+import pytest
+import torch
+
+from multihead.models import Encoder, EncoderConfig
+
+
+def build(**kw):
+    torch.manual_seed(0)
+    base = {"vocab_size": 30, "max_seq_len": 16, "d_model": 32, "num_layers": 2, "num_heads": 4}
+    return Encoder(EncoderConfig(**{**base, **kw})).eval()
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"position": "alibi", "window": 3}, {"position": "learned", "pooling": "first"}]
+)
+def test_padding_does_not_change_real_tokens(kw):
+    enc = build(**kw)
+    a = torch.randint(1, 30, (1, 5))
+    padded = torch.cat((a, torch.zeros(1, 4, dtype=torch.long)), dim=1)
+    h0, p0 = enc(a)
+    h1, p1 = enc(padded, lengths=torch.tensor([5]))
+    _h2, p2 = enc(padded, padding_mask=torch.arange(9)[None] < 5)
+    torch.testing.assert_close(h1[:, :5], h0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(p1, p0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(p2, p1)
+
+
+def test_attention_is_bidirectional():
+    enc = build()
+    x = torch.randint(0, 30, (1, 6))
+    y = x.clone()
+    y[0, -1] = (y[0, -1] + 1) % 30
+    h_x, _ = enc(x)
+    h_y, _ = enc(y)
+    assert not torch.allclose(h_x[0, 0], h_y[0, 0])  # the first token sees the last
+
+
+def test_lengths_and_padding_mask_are_exclusive():
+    enc = build()
+    x = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="not both"):
+        enc(x, lengths=torch.tensor([3]), padding_mask=torch.ones(1, 3, dtype=torch.bool))
