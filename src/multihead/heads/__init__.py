@@ -22,7 +22,7 @@ from multihead.heads.specs import (
     spec_from_config,
 )
 from multihead.heads.stats import Estimate, mean_ci, t_quantile
-from multihead.heads.trunks import MLP, MLPConfig, pool, register_trunk
+from multihead.heads.trunks import MLP, MLPConfig, TransformerTrunk, pool, register_trunk
 from multihead.heads.weighting import (
     WEIGHTINGS,
     FixedWeighting,
@@ -50,6 +50,7 @@ __all__ = [
     "MultiTaskNetwork",
     "PCGrad",
     "Regression",
+    "TransformerTrunk",
     "UncertaintyWeighting",
     "make_weighting",
     "mean_ci",

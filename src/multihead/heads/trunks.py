@@ -190,6 +190,74 @@ def build_trunk(description: dict[str, Any]) -> nn.Module:
 register_trunk("mlp", MLP, to_config=MLP.to_config, from_config=MLP.from_config)
 
 
+class TransformerTrunk(nn.Module):
+    """A multihead :class:`~multihead.models.Encoder` or :class:`~multihead.models.DecoderLM`
+    as a trunk: token ids ``(B, T)`` -> hidden states ``(B, T, E)``.
+
+    Pass ``trunk_mask_arg="padding_mask"`` to the network so that its ``mask`` (True = real
+    token) reaches the model; example-level heads then pool over real tokens only (use
+    ``pooling="last"`` on a causal decoder, whose last real token has seen the whole input).
+
+    Example:
+        >>> import torch
+        >>> from multihead.models import Encoder, EncoderConfig
+        >>> from multihead.heads import Classification, MultiTaskNetwork
+        >>> enc = Encoder(EncoderConfig(vocab_size=20, d_model=16, num_layers=1, num_heads=2))
+        >>> net = MultiTaskNetwork(
+        ...     TransformerTrunk(enc),
+        ...     heads={"label": Classification(3), "tags": Classification(5, level="token")},
+        ...     trunk_mask_arg="padding_mask",
+        ... )
+        >>> tokens = torch.randint(0, 20, (2, 7))
+        >>> out = net(tokens, mask=torch.tensor([[True] * 7, [True] * 4 + [False] * 3]))
+        >>> out["label"].shape, out["tags"].shape
+        (torch.Size([2, 3]), torch.Size([2, 7, 5]))
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not callable(getattr(model, "hidden_states", None)) or not hasattr(model, "config"):
+            raise TypeError(
+                f"model must be a multihead Encoder or DecoderLM (with hidden_states and "
+                f"config), got {type(model).__name__}"
+            )
+        self.model = model
+        self.out_features = model.config.d_model
+
+    def forward(
+        self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.model.hidden_states(tokens, padding_mask=padding_mask)  # (B, T, E)
+
+
+def _transformer_to_config(trunk: TransformerTrunk) -> dict[str, Any]:
+    return {"model": trunk.model.config.kind, "config": trunk.model.config.to_dict()}
+
+
+def _transformer_from_config(config: dict[str, Any]) -> TransformerTrunk:
+    # Imported here: heads needs models only when such a trunk is rebuilt.
+    from multihead.models import DecoderConfig, DecoderLM, Encoder, EncoderConfig
+
+    kinds = {
+        DecoderConfig.kind: (DecoderLM, DecoderConfig),
+        EncoderConfig.kind: (Encoder, EncoderConfig),
+    }
+    if config.get("model") not in kinds:
+        raise ValueError(
+            f"transformer trunk model must be one of {sorted(kinds)}, got {config.get('model')!r}"
+        )
+    cls, cfg = kinds[config["model"]]
+    return TransformerTrunk(cls(cfg.from_dict(config["config"])))
+
+
+register_trunk(
+    "transformer",
+    TransformerTrunk,
+    to_config=_transformer_to_config,
+    from_config=_transformer_from_config,
+)
+
+
 def pool(features: torch.Tensor, mask: torch.Tensor | None, how: str) -> torch.Tensor:
     """Reduce token features ``(B, T, F)`` to ``(B, F)``.
 

@@ -170,6 +170,11 @@ class DecoderLM(nn.Module):
         Returns:
             logits ``(B, T, V)``.
         """
+        return self.head(self._hidden(tokens, positions, cache))  # (B, T, V)
+
+    def _hidden(
+        self, tokens: torch.Tensor, positions: torch.Tensor | None, cache: KVCache | None
+    ) -> torch.Tensor:
         check_tokens("tokens", tokens, self.config.vocab_size)
         t = tokens.shape[1]
         if positions is None:
@@ -187,7 +192,26 @@ class DecoderLM(nn.Module):
         for i, block in enumerate(self.blocks):
             layer_cache = None if cache is None else cache.layers[i]
             x = block(x, mask=mask, positions=positions, cache=layer_cache)
-        return self.head(self.norm(x))  # (B, T, V)
+        return self.norm(x)  # (B, T, E)
+
+    def hidden_states(
+        self, tokens: torch.Tensor, *, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The final normalized hidden states ``(B, T, E)`` (what the LM head reads), e.g. as
+        the trunk of a multi-task network.
+
+        ``padding_mask`` ``(B, T)`` (True = real token) is accepted for a uniform trunk
+        interface and only checked: with right padding a causal model's real tokens never see
+        the padding after them.
+        """
+        check_tokens("tokens", tokens, self.config.vocab_size)
+        b, t = tokens.shape
+        if padding_mask is not None and tuple(padding_mask.shape) != (b, t):
+            raise ValueError(
+                f"padding_mask has shape {tuple(padding_mask.shape)} but (B, T) = ({b}, {t}) "
+                "is expected (True = real token)"
+            )
+        return self._hidden(tokens, None, None)  # (B, T, E)
 
     def _cache_mask(self, positions: torch.Tensor, cache: KVCache) -> AttentionMask:
         key_pos = cache.key_positions(positions)  # (B, S) linear or (B, S + t) ring

@@ -98,3 +98,10 @@ class Encoder(nn.Module):
             return x, x.mean(dim=1)
         w = real.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         return x, (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)  # (B, E)
+
+    def hidden_states(
+        self, tokens: torch.Tensor, *, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The final hidden states ``(B, T, E)``; ``padding_mask`` ``(B, T)`` has
+        **True = real token**. The uniform trunk interface shared with DecoderLM."""
+        return self(tokens, padding_mask=padding_mask)[0]
