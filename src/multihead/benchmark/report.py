@@ -279,7 +279,8 @@ Method. All competitors of a case run in one process, interleaved: one untimed w
 then rounds in which each runs once, in an order rotated every round, together with one fp32
 `torch.mm` of 2048 x 2048 matrices. Reported: the median time over rounds; `x ref`, the median
 over rounds of (time / SDPA + Linear's time in the same round); GFLOP/s from the useful FLOPs
-of the case; `% of mm`, that rate over the median `torch.mm` rate of the same rounds.
+of the case and the median time; `% of mm`, the median over rounds of (the row's rate / the
+`torch.mm` rate in the same round).
 Long rows get fewer rounds (at least 3) when a round is slow.
 
 - forward: `torch.no_grad()`, eval mode (rows marked *train* keep train mode, which turns off
@@ -319,6 +320,13 @@ def render(run: RunResult, *, command: str) -> str:
         f"torch.mm {timing.MM_SIZE}x{timing.MM_SIZE} fp32: {fmt_num(run.mm_start)} GFLOP/s at "
         f"start, {fmt_num(run.mm_end)} GFLOP/s at end (per-case rates below are measured in the "
         "same rounds as the case).",
+        "",
+        f"Load average (1, 5, 15 min) at start: {run.load_start or 'n/a'}; at end: "
+        f"{run.load_end or 'n/a'}. On a shared machine, other jobs slow some rounds; the "
+        "paired ratios and % of mm cancel slow drifts, but implementations made of many small "
+        "parallel ops (blockwise, per-head loops) suffer more than fused kernels when another "
+        "job holds a core, so a case whose torch.mm rate is far below the run's best was "
+        "contended.",
         "",
         METHOD,
     ]

@@ -21,7 +21,7 @@ from multihead.benchmark.cases import (
 )
 
 MM_KEY = "torch.mm"
-DEFAULT_MEM_LIMIT_GIB = 4.0
+DEFAULT_MEM_LIMIT_GIB = 8.0
 
 
 @dataclass
@@ -33,7 +33,8 @@ class Row:
     median_s: float | None = None
     ratio: float | None = None  # paired ratio to the reference (time / reference time)
     gflops: float | None = None
-    frac_mm: float | None = None  # gflops / the same rounds' torch.mm GFLOP/s
+    # Rate over torch.mm's rate, paired: the median over rounds of (rate / mm rate that round).
+    frac_mm: float | None = None
     mem_mib: float | None = None
     mem_error: str | None = None
     skipped: str | None = None
@@ -75,12 +76,23 @@ class RunResult:
     mm_start: float | None = None
     mm_end: float | None = None
     wall_s: float = 0.0
+    load_start: str = ""  # /proc/loadavg: other jobs on a shared machine distort timings
+    load_end: str = ""
 
     def get(self, case_name: str, direction: str) -> CaseResult | None:
         for r in self.results:
             if r.case.name == case_name and r.direction == direction:
                 return r
         return None
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, or "" where /proc/loadavg does not exist."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return ""
 
 
 def time_case(
@@ -118,7 +130,9 @@ def time_case(
         row.median_s = t.median(row.key)
         row.gflops = case.flops(direction, comp.kv_heads) / row.median_s / 1e9
         if mm_gflops:
-            row.frac_mm = row.gflops / mm_gflops
+            # rate / mm rate = (flops / t) / (mm_flops / t_mm) = (flops / mm_flops) / (t / t_mm)
+            flops_ratio = case.flops(direction, comp.kv_heads) / timing.mm_flops()
+            row.frac_mm = flops_ratio / t.ratio(row.key, MM_KEY)
         if REFERENCE in t.samples:
             row.ratio = t.ratio(row.key, REFERENCE)
     return CaseResult(case, direction, rows, t, mm_gflops)
@@ -154,7 +168,7 @@ def run(
     start = time.perf_counter()
     server = memory.ProbeServer() if memory_probe else None
     try:
-        result = RunResult(mm_start=timing.measure_mm())
+        result = RunResult(mm_start=timing.measure_mm(), load_start=loadavg())
         _run_cases(
             result,
             cases,
@@ -167,6 +181,7 @@ def run(
             on_case_done,
         )
         result.mm_end = timing.measure_mm()
+        result.load_end = loadavg()
     finally:
         if server is not None:
             server.close()

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="GIB",
-        help="skip rows whose estimated peak memory exceeds this (default 4)",
+        help="skip rows whose estimated peak memory exceeds this (default 8)",
     )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.set_defaults(func=run)
