@@ -62,6 +62,7 @@ def test_interleave_paired_ratio_cancels_drift():
     t = timing.interleave(calls, rounds=3, warmup=1, clock=clock)
     assert t.samples["ref"] == [1.0, 1.0, 10.0]
     assert t.ratio("x", "ref") == 2.0
+    assert t.ratio_range("x", "ref") == (2.0, 2.0)
 
 
 def test_interleave_drops_failing_calls():

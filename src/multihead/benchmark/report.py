@@ -108,11 +108,17 @@ def _rows(run: RunResult, case: str, direction: str, *keys: str, mem: bool = Fal
     return cr, rows
 
 
-def _speedup(cr: CaseResult, slow: str, fast: str) -> float:
+def _speedup(cr: CaseResult, slow: str, fast: str) -> tuple[float, str]:
+    """How many times faster ``fast`` is (paired), and the per-round range as text."""
     s = cr.speed_ratio(slow, fast)
     if s is None:
         raise _Missing(f"no paired samples for {slow} and {fast}")
-    return s
+    return s, _range(cr, slow, fast)
+
+
+def _range(cr: CaseResult, key: str, ref: str) -> str:
+    lo, hi = cr.timings.ratio_range(key, ref)
+    return f"rounds {lo:.2f}-{hi:.2f}, n={cr.rounds}"
 
 
 def _mem(row: Row) -> float:
@@ -151,15 +157,16 @@ def evaluate_targets(run: RunResult) -> list[Target]:
 
     def vs_sdpa():
         ratios = [
-            (cr.timings.ratio(AUTO, REFERENCE), f"{cr.case.name} {cr.direction}")
+            (cr.timings.ratio(AUTO, REFERENCE), f"{cr.case.name} {cr.direction}", cr)
             for cr in run.results
             if cr.measured(AUTO) and cr.measured(REFERENCE)
         ]
         if not ratios:
             raise _Missing("no case measured both")
-        worst, where = max(ratios)
-        detail = f"worst {fmt_ratio(worst)} ({where}) over {len(ratios)} rows"
-        over = [f"{w} {fmt_ratio(r)}" for r, w in ratios if r > 1.05]
+        worst, where, wcr = max(ratios, key=lambda r: r[0])
+        spread = _range(wcr, AUTO, REFERENCE)
+        detail = f"worst {fmt_ratio(worst)} ({where}; {spread}) over {len(ratios)} rows"
+        over = [f"{w} {fmt_ratio(r)}" for r, w, _ in ratios if r > 1.05]
         if over:
             detail += "; over 1.05x: " + ", ".join(over)
         return detail, worst <= 1.05
@@ -176,8 +183,8 @@ def evaluate_targets(run: RunResult) -> list[Target]:
 
         def compat_speed(case=case):
             cr, _ = _rows(run, case, FWD, TORCH_EVAL, COMPAT)
-            s = _speedup(cr, TORCH_EVAL, COMPAT)
-            return f"{s:.2f}x faster", s >= 2.0
+            s, spread = _speedup(cr, TORCH_EVAL, COMPAT)
+            return f"{s:.2f}x faster ({spread})", s >= 2.0
 
         def compat_mem(case=case):
             _, (t, c) = _rows(run, case, FWD, TORCH_EVAL, COMPAT, mem=True)
@@ -194,8 +201,8 @@ def evaluate_targets(run: RunResult) -> list[Target]:
 
         def weights(case=case):
             cr, _ = _rows(run, case, FWD_BWD, AUTO, WEIGHTS)
-            s = _speedup(cr, WEIGHTS, AUTO)
-            return f"{s:.2f}x", s <= 1.5
+            s, spread = _speedup(cr, WEIGHTS, AUTO)
+            return f"{s:.2f}x ({spread})", s <= 1.5
 
         text = f"{case} forward+backward: need_weights=True <= 1.5x need_weights=False (auto)"
         _target(out, text, weights)
@@ -206,8 +213,8 @@ def evaluate_targets(run: RunResult) -> list[Target]:
 
         def win_speed(direction=direction):
             cr, _ = _rows(run, case, direction, AUTO, REFERENCE)
-            s = _speedup(cr, REFERENCE, AUTO)
-            return f"{s:.1f}x faster", s >= 5.0
+            s, spread = _speedup(cr, REFERENCE, AUTO)
+            return f"{s:.1f}x faster ({spread})", s >= 5.0
 
         def win_mem(direction=direction):
             _, (a, ref) = _rows(run, case, direction, AUTO, REFERENCE, mem=True)
@@ -222,16 +229,16 @@ def evaluate_targets(run: RunResult) -> list[Target]:
     # GQA no slower than MHA.
     def gqa():
         ratios = [
-            (cr.timings.ratio(GQA, AUTO), f"{cr.case.name} {cr.direction}")
+            (cr.timings.ratio(GQA, AUTO), f"{cr.case.name} {cr.direction}", cr)
             for cr in run.results
             if cr.measured(GQA) and cr.measured(AUTO)
         ]
         if not ratios:
             raise _Missing("GQA not measured")
-        worst, where = max(ratios)
-        return f"worst GQA/MHA time {fmt_ratio(worst)} ({where}) over {len(ratios)} rows", (
-            worst <= 1.0
-        )
+        worst, where, wcr = max(ratios, key=lambda r: r[0])
+        spread = _range(wcr, GQA, AUTO)
+        text = f"worst GQA/MHA time {fmt_ratio(worst)} ({where}; {spread}) over {len(ratios)} rows"
+        return text, worst <= 1.0
 
     text = f"GQA ({GQA_KV_HEADS} KV heads) no slower than MHA (auto, every case and direction)"
     _target(out, text, gqa)
@@ -249,15 +256,21 @@ def evaluate_targets(run: RunResult) -> list[Target]:
 
         def tutorial(case=case):
             cr, _ = _rows(run, case, FWD_BWD, AUTO, TUTORIAL)
-            s = _speedup(cr, TUTORIAL, AUTO)
-            return f"{s:.2f}x faster", s >= 3.0
+            s, spread = _speedup(cr, TUTORIAL, AUTO)
+            return f"{s:.2f}x faster ({spread})", s >= 3.0
 
         _target(out, f"{case} {text}", tutorial)
     return out
 
 
 def targets_table(targets: Sequence[Target]) -> str:
-    lines = ["| target | measured | status |", "|---|---|---|"]
+    lines = [
+        "Speed ratios are paired medians; `rounds a-b` is the range of the per-round ratios "
+        "(a wide range means other jobs disturbed some rounds).",
+        "",
+        "| target | measured | status |",
+        "|---|---|---|",
+    ]
     lines += [f"| {t.text} | {t.measured} | {t.status} |" for t in targets]
     return "\n".join(lines)
 

@@ -68,6 +68,11 @@ class Timings:
         """Median over rounds of ``time[key] / time[ref]`` in the same round."""
         return paired_ratio(self.samples[key], self.samples[ref])
 
+    def ratio_range(self, key: str, ref: str) -> tuple[float, float]:
+        """Smallest and largest per-round ratio: how far one round can move the median."""
+        per_round = [t / r for t, r in zip(self.samples[key], self.samples[ref])]
+        return min(per_round), max(per_round)
+
 
 def paired_ratio(times: list[float], ref_times: list[float]) -> float:
     if len(times) != len(ref_times) or not times:
