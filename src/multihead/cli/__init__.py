@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS: tuple[str, ...] = ("train", "generate", "agent", "bench")
+COMMANDS: tuple[str, ...] = ("bench", "train", "generate", "agent")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,14 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"multihead.cli.{name}")
-        except ModuleNotFoundError as err:
-            # A subcommand being written on another branch: leave it out, keep the others.
-            if err.name != f"multihead.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"multihead.cli.{name}").register(sub)
     return parser
 
 
