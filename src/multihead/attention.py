@@ -300,6 +300,9 @@ class MultiHeadAttention(nn.Module):
             need_weights=need_weights,
             backend=self.backend,
         )
+        # Drop the projections before the output projection allocates: without autograd
+        # holding them, inference peaks at the projections or the output, not both.
+        del q, k, v
         return self.out_proj(merge_heads(out)), weights
 
     def _head_mask(

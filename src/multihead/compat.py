@@ -177,6 +177,7 @@ class MultiheadAttention(nn.Module):
             need_weights=need_weights,
             backend=self.backend,
         )  # out (N, H, L, D), weights (N, H, L, S') or None
+        del q, k, v  # free the projections before the output projection allocates
         if bdim == 1:
             out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, h * d)  # (L, N, E)
         else:

@@ -52,6 +52,34 @@ class HeadBias(Protocol):
     ) -> torch.Tensor: ...
 
 
+@dataclass(frozen=True)
+class QueryBlock:
+    """One block of queries ``[q0, q1)`` and its key structure (see
+    :meth:`AttentionMask.plan_blocks`)."""
+
+    q0: int
+    q1: int
+    lo: int  # keys [lo, hi) may be seen by some query of the block
+    hi: int
+    full_lo: int  # keys [full_lo, full_hi) are seen by every query (structure only)
+    full_hi: int
+
+    def chunks(self, block_k: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """Key chunks ``(k0, k1, edges)`` covering ``[lo, hi)``, at most ``block_k`` wide;
+        ``edges`` are the sub-ranges ``[a, b)`` of the chunk outside the fully visible range,
+        the only keys that need the structural mask."""
+        out = []
+        for k0 in range(self.lo, self.hi, block_k):
+            k1 = min(k0 + block_k, self.hi)
+            edges = [
+                (max(a, k0), min(b, k1))
+                for a, b in ((self.lo, self.full_lo), (self.full_hi, self.hi))
+                if min(b, k1) > max(a, k0)
+            ]
+            out.append((k0, k1, edges))
+        return out
+
+
 @dataclass(frozen=True, eq=False)
 class AttentionMask:
     """Which keys each query may attend to (True = may attend), plus additive biases.
@@ -229,12 +257,15 @@ class AttentionMask:
         q1: int,
         *,
         dtype: torch.dtype,
+        structure: bool = True,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Render the tile of queries ``[q0, q1)`` x keys ``[k0, k1)``.
 
         Args:
             q_pos: positions of the tile's queries, ``(1 | B, tq)`` (from :meth:`query_pos`).
             dtype: dtype of the returned bias.
+            structure: False skips the causal/window/length comparisons, for tiles that
+                :meth:`plan_blocks` found fully visible.
 
         Returns:
             ``(allowed, bias)``: ``allowed`` is bool ``(B|1, H|1, tq, tk)`` with True = may
@@ -251,14 +282,15 @@ class AttentionMask:
             nonlocal allowed
             allowed = m if allowed is None else allowed & m
 
-        if self.causal:
-            both(kp <= qp)
-        if self.window is not None:
-            both(kp > qp - self.window)
-            if not self.causal:
-                both(kp < qp + self.window)
-        if self.key_lengths is not None:
-            both(kp < self.key_lengths.view(-1, 1, 1, 1))  # (B, 1, 1, tk)
+        if structure:
+            if self.causal:
+                both(kp <= qp)
+            if self.window is not None:
+                both(kp > qp - self.window)
+                if not self.causal:
+                    both(kp < qp + self.window)
+            if self.key_lengths is not None:
+                both(kp < self.key_lengths.view(-1, 1, 1, 1))  # (B, 1, 1, tk)
         if self.key_padding is not None:
             both(self.key_padding[:, None, None, k0:k1])  # (B, 1, 1, tk)
         if self.allowed is not None:
@@ -319,12 +351,12 @@ class AttentionMask:
         return torch.device("cpu")
 
     # ------------------------------------------------------------------ block structure
-    def key_ranges(
-        self, q_len: int, k_len: int, block_q: int, device: torch.device | None = None
-    ) -> list[tuple[int, int]]:
-        """For each query block of ``block_q`` queries, the key range ``[lo, hi)`` that any of
-        its queries may see, from the structural parts (causal, window, key lengths). Keys
-        outside the range are masked for every query of the block, so a backend may skip them.
+    def plan_blocks(self, q_len: int, k_len: int, block_q: int) -> list[QueryBlock]:
+        """Split the queries into blocks of ``block_q`` and say, for each, which keys any of its
+        queries may see (``[lo, hi)``; keys outside are masked for the whole block and can be
+        skipped) and which keys *every* query may see as far as the structural parts (causal,
+        window, key lengths) go (``[full_lo, full_hi)``; tiles there need no structural mask).
+        Dense parts (key padding, dense masks, biases) are not considered here.
         """
         starts = list(range(0, q_len, block_q))
         if self.query_positions is not None:
@@ -336,21 +368,39 @@ class AttentionMask:
             offset = k_len - q_len if self.align == "bottom_right" else 0
             lows = [s + offset for s in starts]
             highs = [min(s + block_q, q_len) - 1 + offset for s in starts]
-        k_max = k_len
+        k_max = k_min = k_len
         if self.key_lengths is not None and self.key_lengths.numel():
             k_max = min(k_max, int(self.key_lengths.max()))
-        ranges = []
-        for qmin, qmax in zip(lows, highs):
+            k_min = min(k_min, int(self.key_lengths.min()))
+        blocks = []
+        for q0, qmin, qmax in zip(starts, lows, highs):
             lo, hi = 0, k_max
+            full_lo, full_hi = 0, k_min
             if self.causal:
                 hi = min(hi, qmax + 1)
+                full_hi = min(full_hi, qmin + 1)
             if self.window is not None:
                 lo = max(lo, qmin - self.window + 1)
+                full_lo = max(full_lo, qmax - self.window + 1)
                 if not self.causal:
                     hi = min(hi, qmax + self.window)
+                    full_hi = min(full_hi, qmin + self.window)
             lo = min(max(lo, 0), k_len)
-            ranges.append((lo, max(lo, hi)))
-        return ranges
+            hi = max(lo, hi)
+            full_lo, full_hi = min(max(full_lo, lo), hi), min(max(full_hi, lo), hi)
+            if full_hi < full_lo:
+                full_hi = full_lo
+            blocks.append(QueryBlock(q0, min(q0 + block_q, q_len), lo, hi, full_lo, full_hi))
+        return blocks
+
+    def key_ranges(
+        self, q_len: int, k_len: int, block_q: int, device: torch.device | None = None
+    ) -> list[tuple[int, int]]:
+        """For each query block of ``block_q`` queries, the key range ``[lo, hi)`` that any of
+        its queries may see, from the structural parts (causal, window, key lengths). Keys
+        outside the range are masked for every query of the block, so a backend may skip them.
+        """
+        return [(b.lo, b.hi) for b in self.plan_blocks(q_len, k_len, block_q)]
 
     def block_layout(self, q_len: int, k_len: int, block_q: int, block_k: int) -> torch.Tensor:
         """Which key blocks each query block may see: bool ``(ceil(Tq/bq), ceil(Tk/bk))``.

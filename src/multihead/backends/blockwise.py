@@ -44,6 +44,16 @@ def choose_blocks(
     return block_q, min(block_k, max(k_len, 1))
 
 
+def _has_dense_parts(mask: AttentionMask) -> bool:
+    """Parts of the mask that must be rendered on every tile (not only on edge tiles)."""
+    return (
+        mask.key_padding is not None
+        or mask.allowed is not None
+        or mask.additive is not None
+        or bool(mask.head_biases)
+    )
+
+
 def _mask_tile(
     s: torch.Tensor,
     mask: AttentionMask,
@@ -53,18 +63,31 @@ def _mask_tile(
     k0: int,
     k1: int,
     groups: int,
-) -> torch.Tensor:
-    """Apply the mask tile to scores ``s`` ``(B, Hkv, G*tq, tk)`` in place and return them."""
-    allowed, bias = mask.tile(q_pos, k0, k1, q0, q1, dtype=s.dtype)
-    if allowed is None and bias is None:
-        return s
+    edges: list[tuple[int, int]],
+    dense: bool,
+) -> bool:
+    """Apply the mask to the score tile ``s`` ``(B, Hkv, G*tq, tk)`` (keys ``[k0, k1)``) in
+    place; return whether anything may have been masked or biased.
+
+    Structural parts (causal, window, lengths) are rendered only on the ``edges`` columns;
+    dense parts (padding, dense masks, biases) on the whole tile."""
     b, hkv, _, tk = s.shape
     s5 = s.view(b, hkv, groups, q1 - q0, tk)  # (B, Hkv, G, tq, tk)
-    if allowed is not None:
-        s5.masked_fill_(~_to5(allowed, hkv, groups), -torch.inf)
-    if bias is not None:
-        s5.add_(_to5(bias, hkv, groups))
-    return s
+    if dense:
+        ranges = [(k0, k1, True)]
+    else:
+        ranges = [(a, e, True) for a, e in edges]
+    touched = False
+    for a, e, structure in ranges:
+        allowed, bias = mask.tile(q_pos, a, e, q0, q1, dtype=s.dtype, structure=structure)
+        cols = s5[..., a - k0 : e - k0]  # (B, Hkv, G, tq, e - a), a view
+        if allowed is not None:
+            cols.masked_fill_(~_to5(allowed, hkv, groups), -torch.inf)
+            touched = True
+        if bias is not None:
+            cols.add_(_to5(bias, hkv, groups))
+            touched = True
+    return touched
 
 
 def _to5(t: torch.Tensor, hkv: int, groups: int) -> torch.Tensor:
@@ -73,11 +96,6 @@ def _to5(t: torch.Tensor, hkv: int, groups: int) -> torch.Tensor:
     if h == 1:
         return t.view(b, 1, 1, tq, tk)  # (B|1, 1, 1, tq, tk)
     return t.view(b, hkv, groups, tq, tk)  # (B|1, Hkv, G, tq, tk)
-
-
-def _blocks(q_len: int, block_q: int):
-    for i, q0 in enumerate(range(0, q_len, block_q)):
-        yield i, q0, min(q0 + block_q, q_len)
 
 
 def _forward(
@@ -89,50 +107,57 @@ def _forward(
     block_q: int,
     block_k: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns out ``(B, Hq, Tq, Dv)`` and lse ``(B, Hq, Tq)`` (float32/64; -inf = empty row)."""
+    """Returns out ``(B, Hq, Tq, Dv)`` (stored as ``(B, Tq, Hq, Dv)``, so that merging heads
+    afterwards is free) and lse ``(B, Hq, Tq)`` in the compute dtype (-inf = empty row)."""
     b, hq, tq_all, d = q.shape
     hkv, tk_all, dv = k.shape[1], k.shape[2], v.shape[-1]
     g = hq // hkv
     cdt = compute_dtype(q.dtype)
+    dense = _has_dense_parts(mask)
     q5 = q.view(b, hkv, g, tq_all, d)  # (B, Hkv, G, Tq, D)
-    out = q.new_zeros(b, hkv, g, tq_all, dv)  # (B, Hkv, G, Tq, Dv)
+    out_mem = q.new_zeros(b, tq_all, hq, dv)  # (B, Tq, Hq, Dv)
+    out5 = out_mem.view(b, tq_all, hkv, g, dv).permute(0, 2, 3, 1, 4)  # (B, Hkv, G, Tq, Dv)
     lse = torch.full((b, hkv, g, tq_all), -torch.inf, dtype=cdt, device=q.device)
     q_pos = mask.query_pos(tq_all, tk_all, q.device)  # (1|B, Tq)
-    ranges = mask.key_ranges(tq_all, tk_all, block_q)
-    for i, q0, q1 in _blocks(tq_all, block_q):
-        lo, hi = ranges[i]
-        if hi <= lo:
+    for blk in mask.plan_blocks(tq_all, tk_all, block_q):
+        chunks = blk.chunks(block_k)
+        if not chunks:
             continue  # every query of the block is fully masked: output 0, lse -inf
+        q0, q1 = blk.q0, blk.q1
         tq = q1 - q0
         qb = (q5[:, :, :, q0:q1].to(cdt) * scale).reshape(b, hkv, g * tq, d)  # (B,Hkv,G*tq,D)
-        # Running row max m (may be -inf while a row has seen only masked keys), sum l, and
-        # unnormalized output acc; m_safe replaces -inf by 0 so that exp() never sees inf-inf.
+        # Running row max m, sum l and unnormalized output acc. A row that has seen only
+        # masked keys has m = -inf; m_safe replaces it by 0 so exp() never sees inf - inf.
         m = l = acc = m_safe = None
-        for k0 in range(lo, hi, block_k):
-            k1 = min(k0 + block_k, hi)
+        m_may_be_inf = False
+        for k0, k1, edges in chunks:
             kb = k[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, D)
             vb = v[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, Dv)
             s = torch.matmul(qb, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
-            s = _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g)
+            masked = bool(edges or dense) and _mask_tile(
+                s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense
+            )
             m_blk = s.amax(dim=-1, keepdim=True)  # (B, Hkv, G*tq, 1)
             m_new = m_blk if m is None else torch.maximum(m, m_blk)
-            m_safe = m_new.masked_fill(torch.isneginf(m_new), 0.0)
+            m_may_be_inf = masked and (m is None or m_may_be_inf)
+            m_safe = m_new.masked_fill(torch.isneginf(m_new), 0.0) if m_may_be_inf else m_new
             p = s.sub_(m_safe).exp_()  # exp(-inf) = 0 for masked scores
             if m is None:
                 l = p.sum(dim=-1, keepdim=True)
                 acc = torch.matmul(p, vb)  # (B, Hkv, G*tq, Dv)
             else:
                 alpha = torch.exp(m - m_safe)  # rescales what was accumulated; 0 if m = -inf
-                l = l * alpha + p.sum(dim=-1, keepdim=True)
-                acc = acc * alpha + torch.matmul(p, vb)
+                l = torch.addcmul(p.sum(dim=-1, keepdim=True), l, alpha)
+                acc = torch.addcmul(torch.matmul(p, vb), acc, alpha)
             m = m_new
         assert l is not None and acc is not None and m_safe is not None
         empty = l == 0
-        out_b = acc / l.masked_fill(empty, 1.0)  # (B, Hkv, G*tq, Dv)
-        out[:, :, :, q0:q1] = out_b.view(b, hkv, g, tq, dv)  # (B, Hkv, G, tq, Dv)
-        lse_b = (m_safe + torch.log(l)).masked_fill(empty, -torch.inf)  # (B, Hkv, G*tq, 1)
+        out_b = acc.div_(l.masked_fill(empty, 1.0))  # (B, Hkv, G*tq, Dv)
+        out5[:, :, :, q0:q1] = out_b.view(b, hkv, g, tq, dv)  # (B, Hkv, G, tq, Dv)
+        lse_b = (m_safe + torch.log(l)).masked_fill_(empty, -torch.inf)  # (B, Hkv, G*tq, 1)
         lse[:, :, :, q0:q1] = lse_b.view(b, hkv, g, tq)
-    return out.view(b, hq, tq_all, dv), lse.view(b, hq, tq_all)
+    out = out_mem.transpose(1, 2)  # (B, Hq, Tq, Dv), a view
+    return out, lse.view(b, hq, tq_all)
 
 
 def _backward(
@@ -151,47 +176,48 @@ def _backward(
     hkv, tk_all, dv = k.shape[1], k.shape[2], v.shape[-1]
     g = hq // hkv
     cdt = compute_dtype(q.dtype)
+    dense = _has_dense_parts(mask)
     q5 = q.view(b, hkv, g, tq_all, d)  # (B, Hkv, G, Tq, D)
     do5 = dout.reshape(b, hkv, g, tq_all, dv)  # (B, Hkv, G, Tq, Dv)
     # delta_i = sum_j P_ij dP_ij = <dO_i, O_i>: the softmax backward's row term.
     delta = (dout.to(cdt) * out.to(cdt)).sum(dim=-1).view(b, hkv, g, tq_all)  # (B,Hkv,G,Tq)
     # Empty rows have lse = -inf; +inf makes their recomputed probabilities exp(s - inf) = 0.
-    lse5 = lse.view(b, hkv, g, tq_all).masked_fill(
-        torch.isneginf(lse.view(b, hkv, g, tq_all)), torch.inf
-    )
-    dq = torch.zeros(b, hkv, g, tq_all, d, dtype=cdt, device=q.device)  # (B, Hkv, G, Tq, D)
+    lse5 = lse.view(b, hkv, g, tq_all)  # (B, Hkv, G, Tq)
+    lse5 = lse5.masked_fill(torch.isneginf(lse5), torch.inf)
+    # dq in q's usual memory layout (B, Tq, Hq, D), which the projection's backward wants.
+    dq_mem = torch.zeros(b, tq_all, hq, d, dtype=cdt, device=q.device)  # (B, Tq, Hq, D)
+    dq5 = dq_mem.view(b, tq_all, hkv, g, d).permute(0, 2, 3, 1, 4)  # (B, Hkv, G, Tq, D)
     dk = torch.zeros(b, hkv, tk_all, d, dtype=cdt, device=q.device)  # (B, Hkv, Tk, D)
     dvv = torch.zeros(b, hkv, tk_all, dv, dtype=cdt, device=q.device)  # (B, Hkv, Tk, Dv)
     q_pos = mask.query_pos(tq_all, tk_all, q.device)  # (1|B, Tq)
-    ranges = mask.key_ranges(tq_all, tk_all, block_q)
-    for i, q0, q1 in _blocks(tq_all, block_q):
-        lo, hi = ranges[i]
-        if hi <= lo:
+    for blk in mask.plan_blocks(tq_all, tk_all, block_q):
+        chunks = blk.chunks(block_k)
+        if not chunks:
             continue
+        q0, q1 = blk.q0, blk.q1
         tq = q1 - q0
         qs = (q5[:, :, :, q0:q1].to(cdt) * scale).reshape(b, hkv, g * tq, d)  # (B,Hkv,G*tq,D)
         dob = do5[:, :, :, q0:q1].to(cdt).reshape(b, hkv, g * tq, dv)  # (B, Hkv, G*tq, Dv)
         lse_b = lse5[:, :, :, q0:q1].reshape(b, hkv, g * tq, 1)  # (B, Hkv, G*tq, 1)
         delta_b = delta[:, :, :, q0:q1].reshape(b, hkv, g * tq, 1)  # (B, Hkv, G*tq, 1)
-        dqb = torch.zeros(b, hkv, g * tq, d, dtype=cdt, device=q.device)
-        for k0 in range(lo, hi, block_k):
-            k1 = min(k0 + block_k, hi)
+        dqb = None
+        for k0, k1, edges in chunks:
             kb = k[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, D)
             vb = v[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, Dv)
             s = torch.matmul(qs, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
-            s = _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g)
+            if edges or dense:
+                _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense)
             p = s.sub_(lse_b).exp_()  # recomputed probabilities (B, Hkv, G*tq, tk)
             dvv[:, :, k0:k1] += torch.matmul(p.transpose(-1, -2), dob)  # (B, Hkv, tk, Dv)
             dp = torch.matmul(dob, vb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
             ds = p.mul_(dp.sub_(delta_b))  # dS = P * (dP - delta)
-            dqb += torch.matmul(ds, kb)  # (B, Hkv, G*tq, D)
+            dqk = torch.matmul(ds, kb)  # (B, Hkv, G*tq, D)
+            dqb = dqk if dqb is None else dqb.add_(dqk)
             dk[:, :, k0:k1] += torch.matmul(ds.transpose(-1, -2), qs)  # (B, Hkv, tk, D)
-        dq[:, :, :, q0:q1] = dqb.view(b, hkv, g, tq, d) * scale
-    return (
-        dq.view(b, hq, tq_all, d).to(q.dtype),
-        dk.to(k.dtype),
-        dvv.to(v.dtype),
-    )
+        assert dqb is not None
+        dq5[:, :, :, q0:q1] = dqb.view(b, hkv, g, tq, d).mul_(scale)
+    dq = dq_mem.transpose(1, 2)  # (B, Hq, Tq, D), a view
+    return dq.to(q.dtype), dk.to(k.dtype), dvv.to(v.dtype)
 
 
 class _BlockwiseAttention(torch.autograd.Function):
