@@ -6,6 +6,10 @@ Usage::
 
     multihead train --preset small --out runs/small
     python benchmarks/lm_bpb.py --checkpoint runs/small --output benchmarks/RESULTS.md
+
+Every validation byte is scored with a sliding window (``DecoderLM.token_nll``), so each
+byte after the first window sees at least ``seq_len - stride`` bytes before it; the
+compressors see the same bytes.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 from multihead.checkpoint import load_checkpoint
 from multihead.data import ByteCorpus, decode, encode
 from multihead.models import DecoderConfig, DecoderLM
+
+HEADING = "### Byte-level LM on the standard library (`multihead train --preset small`)"
 
 
 def compressed_bits(tool: str, data: bytes) -> tuple[int, str]:
@@ -39,81 +44,125 @@ def compressed_bits(tool: str, data: bytes) -> tuple[int, str]:
     return 8 * len(lzma.compress(data, preset=9)), "Python lzma preset 9"
 
 
-@torch.no_grad()
-def model_bits(model: DecoderLM, corpus: ByteCorpus, seq_len: int) -> tuple[float, int]:
-    total, count = 0.0, 0
-    for x, y in corpus.windows("val", batch_size=32, seq_len=seq_len):
-        logits = model(x).float()  # (b, T, V)
-        total += float(F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1), reduction="sum"))
-        count += y.numel()
-    return total / math.log(2), count
+def replace_section(path: Path, heading: str, text: str) -> None:
+    """Put ``text`` in place of the section that starts with ``heading`` (up to the next
+    heading of the same or a higher level), or append it."""
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    level = heading.split(" ", 1)[0]
+    lines = old.splitlines()
+    begin = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if begin is None:
+        path.write_text(old.rstrip("\n") + "\n\n" + text)
+        return
+    end = begin + 1
+    while end < len(lines):
+        mark = lines[end].split(" ", 1)[0]
+        if set(mark) == {"#"} and len(mark) <= len(level):
+            break
+        end += 1
+    rest = "\n".join(lines[end:])
+    head = "\n".join(lines[:begin]).rstrip("\n")
+    path.write_text(head + "\n\n" + text.rstrip("\n") + ("\n\n" + rest if rest else "") + "\n")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--prompt", default="import os\n\n\ndef ")
-    p.add_argument("--output", default=None)
+    p.add_argument("--stride", type=int, default=None, help="default: seq_len // 4")
+    p.add_argument("--output", default=None, help="replace this file's LM section")
+    p.add_argument("--notes", default="", help="text put under the heading (how it was run)")
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint, kind=DecoderConfig.kind)
     train_cfg = ckpt.config["train"]
-    model = DecoderLM.from_checkpoint(args.checkpoint)
+    model = DecoderLM.from_checkpoint(args.checkpoint).eval()
     corpus = ByteCorpus.from_paths(train_cfg["data"], val_fraction=train_cfg["val_fraction"])
-    bits, n = model_bits(model, corpus, train_cfg["seq_len"])
+    context = train_cfg["seq_len"]
+    stride = args.stride or max(1, context // 4)
     val = bytes(corpus.val.tolist())
-    scored = val[1 : 1 + n]  # exactly the bytes the model predicted
+    nll = model.token_nll(corpus.val, context=context, stride=stride)  # (n - 1,) nats
+    plain = model.token_nll(corpus.val, context=context, stride=context)
+    n = len(val) - 1  # every byte after the first is predicted; compressors get them all
+    scored = val[1:]
     g_bits, g_name = compressed_bits("gzip", scored)
     x_bits, x_name = compressed_bits("xz", scored)
-    # The same compressors limited to the model's context: each window compressed alone.
-    t = train_cfg["seq_len"]
-    wins = [scored[i : i + t] for i in range(0, len(scored), t)]
+    wins = [scored[i : i + context] for i in range(0, n, context)]
     gw_bits = sum(8 * len(gzip.compress(w, 9)) for w in wins)
     xw_bits = sum(8 * len(lzma.compress(w, preset=9)) for w in wins)
+    ln2 = math.log(2)
+    # Per validation part (~32 KB of one stretch of the corpus), each compressed alone.
+    parts, pos = [], 0
+    for size in corpus.val_parts:
+        lo, hi = max(pos, 1), pos + size  # bytes lo..hi-1 of val, as predicted targets
+        text = val[lo:hi]
+        model_bpb = float(nll[lo - 1 : hi - 1].sum()) / ln2 / len(text)
+        gzip_bpb = 8 * len(gzip.compress(text, 9)) / len(text)
+        xz_bpb = 8 * len(lzma.compress(text, preset=9)) / len(text)
+        first = text.lstrip()[:48].decode("utf-8", "replace").splitlines()[0]
+        parts.append((len(text), model_bpb, gzip_bpb, xz_bpb, first))
+        pos = hi
+    records = []
     log = Path(args.checkpoint) / "log.jsonl"
-    curve = []
     if log.exists():
         records = [json.loads(x) for x in log.read_text().splitlines()]
-        curve = [r for r in records if r["type"] == "eval"]
-        trains = [r for r in records if r["type"] == "train"]
+    curve = [r for r in records if r["type"] == "eval"]
+    trains = [r for r in records if r["type"] == "train"]
     torch.manual_seed(0)
+    prompt = encode(args.prompt)
     sample = model.generate(
-        [encode(args.prompt)],
-        max_new_tokens=model.config.max_seq_len - len(encode(args.prompt)),
+        [prompt],
+        max_new_tokens=model.config.max_seq_len - len(prompt),
         temperature=0.8,
         top_k=40,
         generator=torch.Generator().manual_seed(0),
     )[0]
+    bpb = float(nll.sum()) / ln2 / n
+    plain_bpb = float(plain.sum()) / ln2 / n
+    verdict = "beats" if bpb < g_bits / n else "does NOT beat"
     cmd = "python " + " ".join(["benchmarks/lm_bpb.py", *sys.argv[1:]])
+    cfg = model.config
     lines = [
-        "### Byte-level LM on the standard library (`multihead train --preset small`)",
+        f"{HEADING} — {verdict} `gzip -9` ({bpb:.3f} vs {g_bits / n:.3f} bits per byte)",
         "",
-        f"`{cmd}`; validation text: {len(scored):,} bytes of {corpus.source} "
-        f"(val_fraction {train_cfg['val_fraction']}), scored in non-overlapping windows of "
-        f"{train_cfg['seq_len']} bytes.",
+        *([args.notes, ""] if args.notes else []),
+        f"`{cmd}`. Model: d_model {cfg.d_model}, {cfg.num_layers} layers, {cfg.num_heads} "
+        f"heads, {cfg.position} positions, {model.num_parameters():,} parameters, step "
+        f"{ckpt.step}. Validation text: all {n:,} predicted bytes of {corpus.source} "
+        f"(val_fraction {train_cfg['val_fraction']}: {len(corpus.val_parts)} parts spread "
+        "over the corpus).",
         "",
         "| predictor | bits per byte |",
         "| --- | --- |",
-        f"| DecoderLM, step {ckpt.step} ({model.num_parameters():,} parameters) "
-        f"| **{bits / n:.3f}** |",
-        f"| {g_name} | {g_bits / len(scored):.3f} |",
-        f"| {x_name} | {x_bits / len(scored):.3f} |",
-        f"| gzip level 9, each {t}-byte window alone (the model's context) "
-        f"| {gw_bits / len(scored):.3f} |",
-        f"| xz preset 9, each {t}-byte window alone | {xw_bits / len(scored):.3f} |",
+        f"| DecoderLM, sliding windows of {context} bytes, stride {stride} | **{bpb:.3f}** |",
+        f"| DecoderLM, non-overlapping {context}-byte windows | {plain_bpb:.3f} |",
+        f"| {g_name} (the whole text at once) | {g_bits / n:.3f} |",
+        f"| {x_name} (the whole text at once) | {x_bits / n:.3f} |",
+        f"| gzip level 9, each {context}-byte window alone (the model's context) "
+        f"| {gw_bits / n:.3f} |",
+        f"| xz preset 9, each {context}-byte window alone | {xw_bits / n:.3f} |",
+        "",
+        "Per validation part (each part compressed alone; the model scores as above):",
+        "",
+        "| part | bytes | DecoderLM | gzip -9 | xz -9 | starts with |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *[
+            f"| {i} | {size:,} | {m:.3f} | {g:.3f} | {x:.3f} | `{first.replace('|', '/')}` |"
+            for i, (size, m, g, x, first) in enumerate(parts)
+        ],
         "",
     ]
     if curve:
-        last_train = trains[-1] if trains else {}
+        last = trains[-1] if trains else {}
         lines += [
-            "Validation curve during training (first "
-            f"{curve[-1].get('val_tokens', 0):,} validation bytes; elapsed from the log):",
+            f"Validation curve during training ({curve[-1].get('val_tokens', 0):,} bytes in "
+            "windows spread over the validation text, non-overlapping):",
             "",
             "| step | val bpb |",
             "| --- | --- |",
             *[f"| {r['step']} | {r['val_bpb']:.3f} |" for r in curve],
             "",
-            f"Training: {last_train.get('step', '?')} steps in "
-            f"{last_train.get('elapsed_s', float('nan')):.0f} s.",
+            f"Training: {last.get('step', '?')} steps in {last.get('elapsed_s', float('nan')):.0f}"
+            f" s, {last.get('tokens_per_s', float('nan')):,.0f} tokens/s at the end.",
             "",
         ]
     lines += [
@@ -127,9 +176,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.output:
-        path = Path(args.output)
-        old = path.read_text() if path.exists() else "# Benchmark results\n"
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
+        replace_section(Path(args.output), HEADING, text)
     return 0
 
 

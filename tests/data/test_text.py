@@ -42,6 +42,22 @@ def test_eval_windows_cover_the_split_without_overlap():
     assert torch.equal(seen, corpus.val[1 : 1 + len(seen)].long())
 
 
+def test_capped_eval_windows_are_spread_over_the_split():
+    data = bytes(range(256)) * 8  # every byte's position is recoverable from its value
+    corpus = ByteCorpus(data, val_fraction=0.5)
+    val = corpus.val.long()
+    batches = list(corpus.windows("val", batch_size=2, seq_len=10, max_tokens=50))
+    xs = torch.cat([x for x, _ in batches])
+    ys = torch.cat([y for _, y in batches])
+    assert xs.shape == (5, 10)
+    total = (len(val) - 1) // 10
+    starts = [round(i * (total - 1) / 4) * 10 for i in range(5)]
+    assert starts[0] == 0 and starts[-1] == (total - 1) * 10  # first and last window
+    for row, s in enumerate(starts):
+        assert torch.equal(xs[row], val[s : s + 10])
+        assert torch.equal(ys[row], val[s + 1 : s + 11])
+
+
 def test_folder_reading_skips_binary_files(tmp_path):
     (tmp_path / "a.txt").write_text("hello ")
     (tmp_path / "sub").mkdir()

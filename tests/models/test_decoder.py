@@ -165,3 +165,55 @@ def test_compile_fullgraph_forward():
             pytest.skip(f"inductor cannot compile on this platform: {err}")
         raise
     torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_token_nll_stride_one_gives_each_token_its_full_context(position):
+    model = build(position=position, max_seq_len=8)
+    tokens = torch.randint(0, 50, (30,), generator=torch.Generator().manual_seed(1))
+    nll = model.token_nll(tokens, context=8, stride=1, batch_size=5)
+    assert nll.shape == (29,)
+    for i in range(29):  # target tokens[i + 1], predicted from up to 8 tokens before it
+        lo = max(0, i + 1 - 8)
+        logits = model(tokens[None, lo : i + 1])[0, -1].double()  # (V,)
+        expected = -torch.log_softmax(logits, -1)[tokens[i + 1]]
+        torch.testing.assert_close(nll[i].double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_token_nll_with_stride_equal_context_is_non_overlapping_windows():
+    model = build(max_seq_len=8)
+    tokens = torch.randint(0, 50, (33,), generator=torch.Generator().manual_seed(2))
+    nll = model.token_nll(tokens, context=8, stride=8)
+    windows = tokens[:33].reshape(-1)[: 4 * 8 + 1]
+    x = torch.stack([windows[i * 8 : i * 8 + 8] for i in range(4)])  # (4, 8)
+    y = torch.stack([windows[i * 8 + 1 : i * 8 + 9] for i in range(4)])
+    expected = torch.nn.functional.cross_entropy(
+        model(x).transpose(1, 2), y, reduction="none"
+    ).flatten()
+    torch.testing.assert_close(nll, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_token_nll_middle_stride_scores_every_token_once_with_enough_context():
+    model = build(max_seq_len=8)
+    tokens = torch.randint(0, 50, (40,), generator=torch.Generator().manual_seed(3))
+    nll = model.token_nll(tokens, context=8, stride=3)
+    full = model.token_nll(tokens, context=8, stride=1)
+    # The first window's tokens are scored with the same (short) context either way.
+    torch.testing.assert_close(nll[:8], full[:8], atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(nll).all() and nll.shape == (39,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"context": 9}, "context must be in"),
+        ({"context": 4, "stride": 5}, "stride must be in"),
+        ({"stride": 0}, "stride must be in"),
+    ],
+)
+def test_token_nll_bad_arguments(kwargs, match):
+    model = build(max_seq_len=8)
+    with pytest.raises(ValueError, match=match):
+        model.token_nll(torch.arange(20), **kwargs)
+    with pytest.raises(ValueError, match="tokens must be"):
+        model.token_nll(torch.arange(20)[None])

@@ -81,6 +81,8 @@ class ByteCorpus:
             pieces[is_val[i]].append(stream[bounds[i] : bounds[i + 1]])
         self.train = torch.cat(pieces[False])
         self.val = torch.cat(pieces[True])
+        #: byte length of each validation part, in order (they concatenate to ``val``)
+        self.val_parts = [len(piece) for piece in pieces[True]]
 
     @classmethod
     def from_paths(
@@ -139,14 +141,22 @@ class ByteCorpus:
     def windows(
         self, split: str, *, batch_size: int, seq_len: int, max_tokens: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Consecutive non-overlapping windows covering the split (for evaluation), in
-        batches ``(b, T)``; at most ``max_tokens`` targets."""
+        """Non-overlapping windows of the split (for evaluation), in batches ``(b, T)``.
+
+        Without ``max_tokens`` they cover the split end to end. With it, at most
+        ``max_tokens`` targets are scored, in windows spread evenly over the whole split
+        (always the same ones), so a capped evaluation is not biased towards the split's
+        first files.
+        """
         data = self.split(split)
-        n = (len(data) - 1) // seq_len
+        total = (len(data) - 1) // seq_len
+        chosen = torch.arange(total)
         if max_tokens is not None:
-            n = min(n, max(1, max_tokens // seq_len))
+            n = min(total, max(1, max_tokens // seq_len))
+            chosen = torch.linspace(0, total - 1, n).round().long()  # (n,), distinct indices
+        n = len(chosen)
         for s in range(0, n, batch_size):
-            rows = torch.arange(s, min(s + batch_size, n))
+            rows = chosen[s : s + batch_size]
             idx = rows[:, None] * seq_len + torch.arange(seq_len + 1)  # (b, T+1)
             w = data[idx].long()
             yield w[:, :-1], w[:, 1:]

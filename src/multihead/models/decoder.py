@@ -172,6 +172,67 @@ class DecoderLM(nn.Module):
         """
         return self.head(self._hidden(tokens, positions, cache))  # (B, T, V)
 
+    @torch.no_grad()
+    def token_nll(
+        self,
+        tokens: torch.Tensor,
+        *,
+        context: int | None = None,
+        stride: int | None = None,
+        batch_size: int = 32,
+    ) -> torch.Tensor:
+        """Negative log-likelihood (nats) of every token of one long text after the first,
+        scored with a sliding window (the usual way to score text longer than the context).
+
+        Windows of ``context`` tokens start every ``stride`` tokens; the first window
+        scores all its tokens, every later one only the tokens no earlier window scored,
+        so each token after the first ``context`` is predicted from at least
+        ``context - stride`` tokens before it. ``stride == context`` is plain
+        non-overlapping windows; ``stride == 1`` gives each token the full context.
+
+        Args:
+            tokens: ``(N,)`` token ids, N >= 2.
+            context: window length; default ``config.max_seq_len``.
+            stride: default ``context // 4``.
+            batch_size: windows per forward pass.
+
+        Returns:
+            ``(N - 1,)`` float32: entry i is ``-log p(tokens[i + 1] | tokens[..i])``. Call
+            it in eval mode (dropout would make the scores random).
+        """
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1 or len(tokens) < 2:
+            shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens)
+            raise ValueError(f"tokens must be a (N,) tensor with N >= 2, got {shape}")
+        context = self.config.max_seq_len if context is None else context
+        stride = max(1, context // 4) if stride is None else stride
+        if not 1 <= context <= self.config.max_seq_len:
+            raise ValueError(
+                f"context must be in [1, max_seq_len={self.config.max_seq_len}], got {context}"
+            )
+        if not 1 <= stride <= context:
+            raise ValueError(f"stride must be in [1, context={context}], got {stride}")
+        tokens = tokens.long()
+        n = len(tokens)
+        width = min(context, n - 1)  # inputs per window; targets are shifted by one
+        starts = list(range(0, n - 1 - width + 1, stride))
+        if starts[-1] + width < n - 1:
+            starts.append(n - 1 - width)  # a last window ending exactly at the text's end
+        nll = torch.empty(n - 1)
+        offsets = torch.arange(width + 1)
+        scored = 0  # targets 0 .. scored-1 (target i is tokens[i + 1]) are done
+        for b in range(0, len(starts), batch_size):
+            first = torch.tensor(starts[b : b + batch_size])
+            windows = tokens[first[:, None] + offsets]  # (b, width + 1)
+            logits = self(windows[:, :-1]).float()  # (b, width, V)
+            losses = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), windows[:, 1:], reduction="none"
+            )  # (b, width)
+            for row, s in enumerate(first.tolist()):
+                lo = scored - s  # first target of this window not scored yet
+                nll[scored : s + width] = losses[row, lo:]
+                scored = s + width
+        return nll
+
     def _hidden(
         self, tokens: torch.Tensor, positions: torch.Tensor | None, cache: KVCache | None
     ) -> torch.Tensor:
