@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from multihead.benchmark.report import write_section
 from multihead.checkpoint import load_checkpoint
 from multihead.data import ByteCorpus, decode, encode
 from multihead.models import DecoderConfig, DecoderLM
@@ -42,27 +43,6 @@ def compressed_bits(tool: str, data: bytes) -> tuple[int, str]:
     if tool == "gzip":
         return 8 * len(gzip.compress(data, 9)), "Python gzip level 9"
     return 8 * len(lzma.compress(data, preset=9)), "Python lzma preset 9"
-
-
-def replace_section(path: Path, heading: str, text: str) -> None:
-    """Put ``text`` in place of the section that starts with ``heading`` (up to the next
-    heading of the same or a higher level), or append it."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    level = heading.split(" ", 1)[0]
-    lines = old.splitlines()
-    begin = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
-    if begin is None:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = begin + 1
-    while end < len(lines):
-        mark = lines[end].split(" ", 1)[0]
-        if set(mark) == {"#"} and len(mark) <= len(level):
-            break
-        end += 1
-    rest = "\n".join(lines[end:])
-    head = "\n".join(lines[:begin]).rstrip("\n")
-    path.write_text(head + "\n\n" + text.rstrip("\n") + ("\n\n" + rest if rest else "") + "\n")
 
 
 def main() -> int:
@@ -176,7 +156,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.output:
-        replace_section(Path(args.output), HEADING, text)
+        write_section(args.output, text, heading=HEADING)
     return 0
 
 
