@@ -121,6 +121,23 @@ def _range(cr: CaseResult, key: str, ref: str) -> str:
     return f"rounds {lo:.2f}-{hi:.2f}, n={cr.rounds}"
 
 
+def _worst_ratio(
+    run: RunResult, key: str, ref: str, missing: str
+) -> tuple[list[tuple[float, str]], float, str]:
+    """Paired time ratios key/ref of every (case, direction) that measured both: the list of
+    ``(ratio, "case direction")``, the worst ratio and a description of where it was."""
+    rows = [
+        (cr.timings.ratio(key, ref), f"{cr.case.name} {cr.direction}", cr)
+        for cr in run.results
+        if cr.measured(key) and cr.measured(ref)
+    ]
+    if not rows:
+        raise _Missing(missing)
+    worst, where, wcr = max(rows, key=lambda r: r[0])
+    detail = f"{fmt_ratio(worst)} ({where}; {_range(wcr, key, ref)}) over {len(rows)} rows"
+    return [(r, w) for r, w, _ in rows], worst, detail
+
+
 def _mem(row: Row) -> float:
     assert row.mem_mib is not None
     # Guard the ratio: a tiny O(T) peak can round to ~0 MiB.
@@ -156,17 +173,9 @@ def evaluate_targets(run: RunResult) -> list[Target]:
             _target(out, text, frac)
 
     def vs_sdpa():
-        ratios = [
-            (cr.timings.ratio(AUTO, REFERENCE), f"{cr.case.name} {cr.direction}", cr)
-            for cr in run.results
-            if cr.measured(AUTO) and cr.measured(REFERENCE)
-        ]
-        if not ratios:
-            raise _Missing("no case measured both")
-        worst, where, wcr = max(ratios, key=lambda r: r[0])
-        spread = _range(wcr, AUTO, REFERENCE)
-        detail = f"worst {fmt_ratio(worst)} ({where}; {spread}) over {len(ratios)} rows"
-        over = [f"{w} {fmt_ratio(r)}" for r, w, _ in ratios if r > 1.05]
+        ratios, worst, detail = _worst_ratio(run, AUTO, REFERENCE, "no case measured both")
+        detail = f"worst {detail}"
+        over = [f"{w} {fmt_ratio(r)}" for r, w in ratios if r > 1.05]
         if over:
             detail += "; over 1.05x: " + ", ".join(over)
         return detail, worst <= 1.05
@@ -228,17 +237,8 @@ def evaluate_targets(run: RunResult) -> list[Target]:
 
     # GQA no slower than MHA.
     def gqa():
-        ratios = [
-            (cr.timings.ratio(GQA, AUTO), f"{cr.case.name} {cr.direction}", cr)
-            for cr in run.results
-            if cr.measured(GQA) and cr.measured(AUTO)
-        ]
-        if not ratios:
-            raise _Missing("GQA not measured")
-        worst, where, wcr = max(ratios, key=lambda r: r[0])
-        spread = _range(wcr, GQA, AUTO)
-        text = f"worst GQA/MHA time {fmt_ratio(worst)} ({where}; {spread}) over {len(ratios)} rows"
-        return text, worst <= 1.0
+        _, worst, detail = _worst_ratio(run, GQA, AUTO, "GQA not measured")
+        return f"worst GQA/MHA time {detail}", worst <= 1.0
 
     text = f"GQA ({GQA_KV_HEADS} KV heads) no slower than MHA (auto, every case and direction)"
     _target(out, text, gqa)
