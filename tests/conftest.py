@@ -1,4 +1,6 @@
 import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,3 +32,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def run_doc_examples(tmp_path, monkeypatch):
+    """A function running every ```python block of a docs/ page, in order, in one namespace,
+    with the working directory at tmp_path (anything an example writes lands there)."""
+
+    def run(name: str) -> dict:
+        doc = Path(__file__).resolve().parents[1] / "docs" / name
+        blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+        assert len(blocks) >= 4, f"docs/{name} has only {len(blocks)} python examples"
+        monkeypatch.chdir(tmp_path)
+        namespace: dict = {"__name__": "docs"}
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"<docs/{name} example {i + 1}>", "exec"), namespace)
+        return namespace
+
+    return run

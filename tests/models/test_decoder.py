@@ -191,6 +191,8 @@ def test_token_nll_with_stride_equal_context_is_non_overlapping_windows():
         model(x).transpose(1, 2), y, reduction="none"
     ).flatten()
     torch.testing.assert_close(nll, expected, atol=1e-5, rtol=1e-5)
+    # Byte tensors (ByteCorpus.val is uint8) are token ids too.
+    torch.testing.assert_close(model.token_nll(tokens.to(torch.uint8), context=8, stride=8), nll)
 
 
 def test_token_nll_middle_stride_scores_every_token_once_with_enough_context():
@@ -217,3 +219,5 @@ def test_token_nll_bad_arguments(kwargs, match):
         model.token_nll(torch.arange(20), **kwargs)
     with pytest.raises(ValueError, match="tokens must be"):
         model.token_nll(torch.arange(20)[None])
+    with pytest.raises(ValueError, match=r"integer ids.*torch.float32"):
+        model.token_nll(torch.arange(20.0))

@@ -200,9 +200,16 @@ class DecoderLM(nn.Module):
             ``(N - 1,)`` float32: entry i is ``-log p(tokens[i + 1] | tokens[..i])``. Call
             it in eval mode (dropout would make the scores random).
         """
-        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1 or len(tokens) < 2:
-            shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens)
-            raise ValueError(f"tokens must be a (N,) tensor with N >= 2, got {shape}")
+        if not isinstance(tokens, torch.Tensor):
+            raise TypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
+        integer = not (
+            tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool
+        )
+        if tokens.dim() != 1 or len(tokens) < 2 or not integer:
+            raise ValueError(
+                f"tokens must be a (N,) tensor of integer ids with N >= 2, got shape "
+                f"{tuple(tokens.shape)} and dtype {tokens.dtype}"
+            )
         context = self.config.max_seq_len if context is None else context
         stride = max(1, context // 4) if stride is None else stride
         if not 1 <= context <= self.config.max_seq_len:
