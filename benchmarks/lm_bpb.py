@@ -29,7 +29,7 @@ import torch
 from multihead.benchmark.report import write_section
 from multihead.checkpoint import load_checkpoint
 from multihead.data import ByteCorpus, decode, encode
-from multihead.models import DecoderConfig, DecoderLM
+from multihead.models import DecoderConfig, DecoderLM, dynamic_token_nll
 
 HEADING = "### Byte-level LM on the standard library (`multihead train --preset small`)"
 
@@ -50,6 +50,13 @@ def main() -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--prompt", default="import os\n\n\ndef ")
     p.add_argument("--stride", type=int, default=None, help="default: seq_len // 4")
+    p.add_argument(
+        "--dynamic-lr",
+        type=float,
+        action="append",
+        default=[],
+        help="also score with dynamic evaluation at this Adam lr (repeatable)",
+    )
     p.add_argument("--output", default=None, help="replace this file's LM section")
     p.add_argument("--notes", default="", help="text put under the heading (how it was run)")
     args = p.parse_args()
@@ -62,6 +69,10 @@ def main() -> int:
     val = bytes(corpus.val.tolist())
     nll = model.token_nll(corpus.val, context=context, stride=stride)  # (n - 1,) nats
     plain = model.token_nll(corpus.val, context=context, stride=context)
+    dynamic = {
+        lr: dynamic_token_nll(model, corpus.val, lr=lr, context=context, stride=stride)
+        for lr in args.dynamic_lr
+    }
     n = len(val) - 1  # every byte after the first is predicted; compressors get them all
     scored = val[1:]
     g_bits, g_name = compressed_bits("gzip", scored)
@@ -76,10 +87,11 @@ def main() -> int:
         lo, hi = max(pos, 1), pos + size  # bytes lo..hi-1 of val, as predicted targets
         text = val[lo:hi]
         model_bpb = float(nll[lo - 1 : hi - 1].sum()) / ln2 / len(text)
+        dyn_bpb = [float(d[lo - 1 : hi - 1].sum()) / ln2 / len(text) for d in dynamic.values()]
         gzip_bpb = 8 * len(gzip.compress(text, 9)) / len(text)
         xz_bpb = 8 * len(lzma.compress(text, preset=9)) / len(text)
         first = text.lstrip()[:48].decode("utf-8", "replace").splitlines()[0]
-        parts.append((len(text), model_bpb, gzip_bpb, xz_bpb, first))
+        parts.append((len(text), model_bpb, dyn_bpb[:1], gzip_bpb, xz_bpb, first))
         pos = hi
     records = []
     log = Path(args.checkpoint) / "log.jsonl"
@@ -115,6 +127,11 @@ def main() -> int:
         "| --- | --- |",
         f"| DecoderLM, sliding windows of {context} bytes, stride {stride} | **{bpb:.3f}** |",
         f"| DecoderLM, non-overlapping {context}-byte windows | {plain_bpb:.3f} |",
+        *[
+            f"| DecoderLM, dynamic evaluation (the windows above in order; after scoring each, "
+            f"one Adam step at lr {lr:g} on its new bytes) | {float(d.sum()) / ln2 / n:.3f} |"
+            for lr, d in dynamic.items()
+        ],
         f"| {g_name} (the whole text at once) | {g_bits / n:.3f} |",
         f"| {x_name} (the whole text at once) | {x_bits / n:.3f} |",
         f"| gzip level 9, each {context}-byte window alone (the model's context) "
@@ -123,11 +140,15 @@ def main() -> int:
         "",
         "Per validation part (each part compressed alone; the model scores as above):",
         "",
-        "| part | bytes | DecoderLM | gzip -9 | xz -9 | starts with |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| part | bytes | DecoderLM | "
+        + "".join(f"dynamic lr {lr:g} | " for lr in args.dynamic_lr[:1])
+        + "gzip -9 | xz -9 | starts with |",
+        "| --- " * (6 + len(args.dynamic_lr[:1])) + "|",
         *[
-            f"| {i} | {size:,} | {m:.3f} | {g:.3f} | {x:.3f} | `{first.replace('|', '/')}` |"
-            for i, (size, m, g, x, first) in enumerate(parts)
+            f"| {i} | {size:,} | {m:.3f} | "
+            + "".join(f"{d:.3f} | " for d in dyn)
+            + f"{g:.3f} | {x:.3f} | `{first.replace('|', '/')}` |"
+            for i, (size, m, dyn, g, x, first) in enumerate(parts)
         ],
         "",
     ]

@@ -30,9 +30,11 @@ def losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if r["type"] == "train"}
 
 
-def test_resume_continues_the_same_loss_sequence(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_continues_the_same_loss_sequence(tmp_path, optimizer):
     model = DecoderConfig(**{**MODEL.to_dict(), "dropout": 0.1})  # RNG state matters too
     cfg = TrainConfig(
+        optimizer=optimizer,
         data=corpus_file(tmp_path),
         steps=6,
         batch_size=4,
@@ -108,6 +110,13 @@ def test_learning_rate_schedule():
     assert lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(55, cfg) == pytest.approx(0.55)
     assert lr_at(99, cfg) == pytest.approx(0.1, abs=1e-3)
+    linear = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr=0.1, schedule="linear")
+    assert lr_at(9, linear) == pytest.approx(1.0)
+    assert lr_at(55, linear) == pytest.approx(0.55)  # halfway: (1.0 + 0.1) / 2
+    assert lr_at(32, linear) == pytest.approx(1.0 - 0.9 * 22 / 90)
+    # With a time limit, whichever of steps and seconds is further along sets the progress.
+    timed = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr=0.0, time_limit=10.0)
+    assert lr_at(10, timed, elapsed=5.0) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(
@@ -117,6 +126,8 @@ def test_learning_rate_schedule():
         ({"steps": 0}, "steps must be an integer >= 1"),
         ({"batch_size": 6, "grad_accum": 4}, "batch_size=6 is not divisible by grad_accum=4"),
         ({"min_lr": 1.0, "lr": 0.1}, "min_lr=1.0 must not exceed lr=0.1"),
+        ({"optimizer": "sgd"}, "optimizer must be one of"),
+        ({"schedule": "step"}, "schedule must be one of"),
     ],
 )
 def test_train_config_errors(kw, message):

@@ -15,9 +15,10 @@ What makes runs reproducible and resumable:
 - Checkpoints hold weights (safetensors), both configs (JSON), the optimizer state and every
   process's RNG state (``torch.load(weights_only=True)``), written atomically.
 
-Optimizer: AdamW (Loshchilov and Hutter 2019) with weight decay on matrices and embeddings only,
-linear warmup then cosine decay to ``min_lr`` (Loshchilov and Hutter 2017, SGDR), gradient
-clipping by global norm, optional bf16 autocast.
+Optimizer: AdamW (Loshchilov and Hutter 2019), or Muon on the blocks' matrices with AdamW on
+the rest (:mod:`multihead.optim`); weight decay on matrices and embeddings only; linear warmup
+then cosine (Loshchilov and Hutter 2017, SGDR) or linear decay to ``min_lr``; gradient clipping
+by global norm; optional bf16 autocast.
 
 Example:
     >>> import tempfile
@@ -50,8 +51,10 @@ from torch.nn import functional as F
 from multihead.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multihead.data import IGNORE, TASKS, ByteCorpus, SyntheticTask
 from multihead.models import DecoderConfig, DecoderLM
+from multihead.optim import OPTIMIZERS, make_optimizer
 
 LOG = "log.jsonl"
+SCHEDULES = ("cosine", "linear")
 # Train-config fields that may change when resuming without changing what the run computes.
 RESUMABLE_CHANGES = frozenset(
     {"steps", "eval_every", "eval_tokens", "log_every", "save_every", "compile", "time_limit"}
@@ -74,8 +77,11 @@ class TrainConfig:
         grad_accum: micro-batches per step in each process.
         lr, min_lr: peak and final learning rate.
         warmup_steps: linear warmup from 0 to ``lr``.
-        weight_decay: AdamW decay on matrices and embeddings (not on biases and norms).
+        weight_decay: decay on matrices and embeddings (not on biases and norms).
         beta1, beta2: AdamW betas.
+        optimizer: ``"adamw"``, or ``"muon"`` (Muon on the blocks' matrices, AdamW on the
+            rest; :mod:`multihead.optim`).
+        schedule: after warmup, ``"cosine"`` or ``"linear"`` decay from ``lr`` to ``min_lr``.
         grad_clip: clip the global gradient norm to this (0 = off).
         eval_every: evaluate every this many steps (and at the end).
         eval_tokens: validation tokens per evaluation (0 = the whole validation split).
@@ -84,10 +90,11 @@ class TrainConfig:
         bf16: bf16 autocast for the forward pass.
         compile: ``torch.compile`` the model.
         seed: seeds initialization, batches and dropout.
-        time_limit: stop after this many seconds of training (0 = no limit). The cosine
-            schedule then follows whichever of steps and wall time is further along, so the
-            learning rate has decayed when time runs out; such runs depend on the machine's
-            speed and are not bit-reproducible.
+        time_limit: stop after this many seconds of training (0 = no limit; time spent
+            evaluating and checkpointing is not counted). The decay schedule then follows
+            whichever of steps and training time is further along, so the learning rate has
+            decayed when time runs out; such runs depend on the machine's speed and are not
+            bit-reproducible.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     """
 
@@ -104,6 +111,8 @@ class TrainConfig:
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
     grad_clip: float = 1.0
     eval_every: int = 200
     eval_tokens: int = 65536
@@ -140,6 +149,10 @@ class TrainConfig:
             raise ValueError(
                 f"batch_size={self.batch_size} is not divisible by grad_accum={self.grad_accum}"
             )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
@@ -164,20 +177,9 @@ def lr_at(step: int, config: TrainConfig, elapsed: float | None = None) -> float
     progress = min(1.0, (step - config.warmup_steps) / span)
     if config.time_limit and elapsed is not None:
         progress = max(progress, min(1.0, elapsed / config.time_limit))
+    if config.schedule == "linear":
+        return config.lr + (config.min_lr - config.lr) * progress
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; matrices and embeddings decay, biases and norm gains do not (decaying them only
-    fights the normalization)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
 
 
 # ---------------------------------------------------------------------- data
@@ -345,7 +347,13 @@ def train(
     data = _Data(config, model_config)
     torch.manual_seed(config.seed)  # identical initialization in every process
     model = DecoderLM(model_config).to(world.device)
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(
+        model,
+        config.optimizer,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        betas=(config.beta1, config.beta2),
+    )
     start = 0
     if resume is not None:
         ckpt = load_checkpoint(resume, kind=DecoderConfig.kind)
@@ -437,10 +445,11 @@ def train(
     tokens_per_step = config.batch_size * config.seq_len
     window_start, window_tokens = time.perf_counter(), 0
     run_start = time.perf_counter()
+    paused = 0.0  # seconds spent evaluating and checkpointing: not training time
     completed = saved = start
     try:
         for step in range(start, config.steps):
-            lr = lr_at(step, config, time.perf_counter() - run_start)
+            lr = lr_at(step, config, time.perf_counter() - run_start - paused)
             if world.size > 1 and config.time_limit:  # wall time differs: use process 0's
                 shared = torch.tensor(lr, dtype=torch.float64)
                 dist.broadcast(shared, src=0)
@@ -480,7 +489,8 @@ def train(
             done = step + 1
             window_tokens += tokens_per_step
             now = time.perf_counter()
-            out_of_time = bool(config.time_limit) and now - run_start >= config.time_limit
+            trained = now - run_start - paused
+            out_of_time = bool(config.time_limit) and trained >= config.time_limit
             if world.size > 1 and config.time_limit:  # every process stops at the same step
                 flag = torch.tensor(float(out_of_time))
                 dist.broadcast(flag, src=0)
@@ -498,11 +508,12 @@ def train(
                         "loss": value,
                         "lr": lr,
                         "tokens_per_s": tps,
-                        "elapsed_s": now - run_start,
+                        "elapsed_s": trained,
                     }
                 )
                 window_start, window_tokens = time.perf_counter(), 0
             extra: dict[str, Any] = {}
+            pause_start = time.perf_counter()
             if done % config.eval_every == 0 or last:
                 record = evaluate(done)
                 evals.append(record)
@@ -516,6 +527,8 @@ def train(
             if (config.save_every and done % config.save_every == 0) or last:
                 ckpt_path = checkpoint(done, extra)
                 saved = done
+            paused += time.perf_counter() - pause_start
+            window_start += time.perf_counter() - pause_start  # tokens/s of training alone
             if out_of_time:
                 break
     except KeyboardInterrupt:
@@ -529,7 +542,7 @@ def train(
             bar.close()
         if log is not None:
             log.close()
-    elapsed = time.perf_counter() - run_start
+    elapsed = time.perf_counter() - run_start - paused
     return {
         "losses": losses,
         "evals": evals,

@@ -8,6 +8,7 @@ configured by validated dataclasses.
 from multihead.models.block import TransformerBlock, make_norm
 from multihead.models.config import DecoderConfig, EncoderConfig, TransformerConfig
 from multihead.models.decoder import DecoderLM, sample_next
+from multihead.models.dynamic import dynamic_token_nll
 from multihead.models.encoder import Encoder
 from multihead.models.feedforward import FeedForward
 
@@ -19,6 +20,7 @@ __all__ = [
     "FeedForward",
     "TransformerBlock",
     "TransformerConfig",
+    "dynamic_token_nll",
     "make_norm",
     "sample_next",
 ]

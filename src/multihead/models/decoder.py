@@ -36,6 +36,37 @@ from multihead.positional import ALiBi, LearnedPositions, RotaryEmbedding, Sinus
 Prompts = torch.Tensor | Sequence[Sequence[int] | torch.Tensor]
 
 
+def sliding_windows(
+    tokens: torch.Tensor, context: int | None, stride: int | None, max_seq_len: int
+) -> tuple[torch.Tensor, int, list[int]]:
+    """Validate the arguments of :meth:`DecoderLM.token_nll` and lay out its windows.
+
+    Returns ``(tokens as int64 (N,), width, starts)``: window ``k`` holds inputs
+    ``tokens[starts[k] : starts[k] + width]`` and predicts the next token of each; the last
+    window ends exactly at the text's end.
+    """
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
+    integer = not (tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool)
+    if tokens.dim() != 1 or len(tokens) < 2 or not integer:
+        raise ValueError(
+            f"tokens must be a (N,) tensor of integer ids with N >= 2, got shape "
+            f"{tuple(tokens.shape)} and dtype {tokens.dtype}"
+        )
+    context = max_seq_len if context is None else context
+    stride = max(1, context // 4) if stride is None else stride
+    if not 1 <= context <= max_seq_len:
+        raise ValueError(f"context must be in [1, max_seq_len={max_seq_len}], got {context}")
+    if not 1 <= stride <= context:
+        raise ValueError(f"stride must be in [1, context={context}], got {stride}")
+    n = len(tokens)
+    width = min(context, n - 1)  # inputs per window; targets are shifted by one
+    starts = list(range(0, n - 1 - width + 1, stride))
+    if starts[-1] + width < n - 1:
+        starts.append(n - 1 - width)  # a last window ending exactly at the text's end
+    return tokens.long(), width, starts
+
+
 class Embeddings(nn.Module):
     """Token embedding plus the absolute position scheme of a config (learned, sinusoidal),
     and the relative ones handed to attention (``rotary`` for RoPE, ``alibi``)."""
@@ -200,30 +231,8 @@ class DecoderLM(nn.Module):
             ``(N - 1,)`` float32: entry i is ``-log p(tokens[i + 1] | tokens[..i])``. Call
             it in eval mode (dropout would make the scores random).
         """
-        if not isinstance(tokens, torch.Tensor):
-            raise TypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
-        integer = not (
-            tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool
-        )
-        if tokens.dim() != 1 or len(tokens) < 2 or not integer:
-            raise ValueError(
-                f"tokens must be a (N,) tensor of integer ids with N >= 2, got shape "
-                f"{tuple(tokens.shape)} and dtype {tokens.dtype}"
-            )
-        context = self.config.max_seq_len if context is None else context
-        stride = max(1, context // 4) if stride is None else stride
-        if not 1 <= context <= self.config.max_seq_len:
-            raise ValueError(
-                f"context must be in [1, max_seq_len={self.config.max_seq_len}], got {context}"
-            )
-        if not 1 <= stride <= context:
-            raise ValueError(f"stride must be in [1, context={context}], got {stride}")
-        tokens = tokens.long()
+        tokens, width, starts = sliding_windows(tokens, context, stride, self.config.max_seq_len)
         n = len(tokens)
-        width = min(context, n - 1)  # inputs per window; targets are shifted by one
-        starts = list(range(0, n - 1 - width + 1, stride))
-        if starts[-1] + width < n - 1:
-            starts.append(n - 1 - width)  # a last window ending exactly at the text's end
         nll = torch.empty(n - 1)
         offsets = torch.arange(width + 1)
         scored = 0  # targets 0 .. scored-1 (target i is tokens[i + 1]) are done
