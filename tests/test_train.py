@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,33 @@ def test_resume_needs_the_training_state(tmp_path):
     (step_dir / "state.pt").unlink()
     with pytest.raises(ValueError, match=r"no training state \(state.pt\)"):
         train(model, cfg, out=tmp_path, resume=tmp_path, progress=False)
+
+
+def test_time_limit_counts_training_time_only(tmp_path, monkeypatch):
+    import multihead.train as train_module
+
+    real_save = train_module.save_checkpoint
+
+    def slow_save(*args, **kwargs):  # every checkpoint takes 0.1 s of wall time
+        time.sleep(0.1)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", slow_save)
+    cfg = TrainConfig(
+        task="copy",
+        steps=12,
+        batch_size=4,
+        seq_len=9,
+        eval_every=10_000,
+        eval_tokens=64,
+        save_every=1,
+        time_limit=0.5,
+        warmup_steps=0,
+    )
+    model = DecoderConfig(vocab_size=10, max_seq_len=16, d_model=16, num_layers=1, num_heads=2)
+    result = train(model, cfg, out=tmp_path, progress=False)
+    # Counting the 0.1 s checkpoints, the 0.5 s budget would end the run by step 5; a step of
+    # this tiny model takes milliseconds, so training time alone reaches all 12 steps.
+    assert len(result["losses"]) == 12
+    last = [r for r in map(json.loads, (tmp_path / "log.jsonl").open()) if r["type"] == "train"]
+    assert last[-1]["elapsed_s"] < 0.5
