@@ -87,11 +87,12 @@ def main() -> int:
         lo, hi = max(pos, 1), pos + size  # bytes lo..hi-1 of val, as predicted targets
         text = val[lo:hi]
         model_bpb = float(nll[lo - 1 : hi - 1].sum()) / ln2 / len(text)
-        dyn_bpb = [float(d[lo - 1 : hi - 1].sum()) / ln2 / len(text) for d in dynamic.values()]
+        shown = list(dynamic.values())[:1]  # the per-part table shows the first dynamic lr
+        dyn_bpb = [float(d[lo - 1 : hi - 1].sum()) / ln2 / len(text) for d in shown]
         gzip_bpb = 8 * len(gzip.compress(text, 9)) / len(text)
         xz_bpb = 8 * len(lzma.compress(text, preset=9)) / len(text)
         first = text.lstrip()[:48].decode("utf-8", "replace").splitlines()[0]
-        parts.append((len(text), model_bpb, dyn_bpb[:1], gzip_bpb, xz_bpb, first))
+        parts.append((len(text), model_bpb, dyn_bpb, gzip_bpb, xz_bpb, first))
         pos = hi
     records = []
     log = Path(args.checkpoint) / "log.jsonl"

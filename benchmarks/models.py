@@ -67,6 +67,25 @@ def train_step_time(model: nn.Module, opt, x: torch.Tensor, vocab: int) -> float
     return time.perf_counter() - t0
 
 
+def interleaved_tokens_per_s(
+    opts: dict[str, tuple[nn.Module, torch.optim.Optimizer]],
+    rounds: int,
+    steps: int,
+    batch: int,
+    seq: int,
+) -> dict[str, float]:
+    """Training tokens/s of each (model, optimizer): one warm-up step each, then ``rounds``
+    rounds in which each runs ``steps`` steps in turn (best of them); median over rounds."""
+    x = torch.randint(0, 256, (batch, seq))  # (B, T) byte tokens
+    times: dict[str, list[float]] = {k: [] for k in opts}
+    for m, o in opts.values():
+        train_step_time(m, o, x, 256)
+    for _ in range(rounds):
+        for name, (m, o) in opts.items():
+            times[name].append(min(train_step_time(m, o, x, 256) for _ in range(steps)))
+    return {k: batch * seq / statistics.median(v) for k, v in times.items()}
+
+
 def bench_training(rounds: int, steps: int, batch: int, seq: int) -> dict:
     cfg = DecoderConfig(
         vocab_size=256,
@@ -85,14 +104,7 @@ def bench_training(rounds: int, steps: int, batch: int, seq: int) -> dict:
         "multihead": (ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
         "torch": (theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4)),
     }
-    x = torch.randint(0, 256, (batch, seq))
-    times: dict[str, list[float]] = {k: [] for k in opts}
-    for m, o in opts.values():  # warm up both
-        train_step_time(m, o, x, 256)
-    for _ in range(rounds):
-        for name, (m, o) in opts.items():
-            times[name].append(min(train_step_time(m, o, x, 256) for _ in range(steps)))
-    tps = {k: batch * seq / statistics.median(v) for k, v in times.items()}
+    tps = interleaved_tokens_per_s(opts, rounds, steps, batch, seq)
     return {
         "config": f"d_model=192, 4 layers, 6 heads, T={seq}, B={batch}",
         "params": (n_ours, n_theirs),
@@ -109,15 +121,8 @@ def bench_backends(rounds: int, steps: int, batch: int, seq: int) -> dict:
     models = {b: DecoderLM(DecoderConfig(**base, backend=b)) for b in ("math", "sdpa")}
     models["sdpa"].load_state_dict(models["math"].state_dict())
     opts = {b: (m, torch.optim.AdamW(m.parameters(), lr=1e-4)) for b, m in models.items()}
-    x = torch.randint(0, 256, (batch, seq))
-    times: dict[str, list[float]] = {k: [] for k in opts}
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        for m, o in opts.values():  # warm up both
-            train_step_time(m, o, x, 256)
-        for _ in range(rounds):
-            for name, (m, o) in opts.items():
-                times[name].append(min(train_step_time(m, o, x, 256) for _ in range(steps)))
-    tps = {k: batch * seq / statistics.median(v) for k, v in times.items()}
+        tps = interleaved_tokens_per_s(opts, rounds, steps, batch, seq)
     return {
         "config": f"d_model=192, 4 layers, 6 heads, RoPE, T={seq}, B={batch}, bf16 autocast",
         "tps": tps,

@@ -204,19 +204,17 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert worst < 1e-4
 
 
-def test_time_limit_stops_early_with_the_schedule_decayed(tmp_path):
-    cfg = TrainConfig(
-        task="copy",
-        steps=10_000,
-        batch_size=4,
-        seq_len=9,
-        eval_every=10_000,
-        eval_tokens=64,
-        time_limit=0.5,
-        warmup_steps=0,
-    )
+def timed_copy_run(out: Path, **kw) -> tuple[TrainConfig, dict]:
+    """A tiny copy-task run under a 0.5 s time limit (``kw`` overrides the TrainConfig)."""
+    base = {"task": "copy", "steps": 10_000, "batch_size": 4, "seq_len": 9}
+    base.update(eval_every=10_000, eval_tokens=64, time_limit=0.5, warmup_steps=0)
+    cfg = TrainConfig(**{**base, **kw})
     model = DecoderConfig(vocab_size=10, max_seq_len=16, d_model=16, num_layers=1, num_heads=2)
-    result = train(model, cfg, out=tmp_path, progress=False)
+    return cfg, train(model, cfg, out=out, progress=False)
+
+
+def test_time_limit_stops_early_with_the_schedule_decayed(tmp_path):
+    cfg, result = timed_copy_run(tmp_path)
     assert 0 < len(result["losses"]) < 10_000
     assert len(result["evals"]) == 1 and result["checkpoint"] is not None
     assert lr_at(5, cfg, elapsed=0.5) == pytest.approx(cfg.min_lr)
@@ -241,19 +239,7 @@ def test_time_limit_counts_training_time_only(tmp_path, monkeypatch):
         return real_save(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "save_checkpoint", slow_save)
-    cfg = TrainConfig(
-        task="copy",
-        steps=12,
-        batch_size=4,
-        seq_len=9,
-        eval_every=10_000,
-        eval_tokens=64,
-        save_every=1,
-        time_limit=0.5,
-        warmup_steps=0,
-    )
-    model = DecoderConfig(vocab_size=10, max_seq_len=16, d_model=16, num_layers=1, num_heads=2)
-    result = train(model, cfg, out=tmp_path, progress=False)
+    _, result = timed_copy_run(tmp_path, steps=12, save_every=1)
     # Counting the 0.1 s checkpoints, the 0.5 s budget would end the run by step 5; a step of
     # this tiny model takes milliseconds, so training time alone reaches all 12 steps.
     assert len(result["losses"]) == 12

@@ -527,8 +527,9 @@ def train(
             if (config.save_every and done % config.save_every == 0) or last:
                 ckpt_path = checkpoint(done, extra)
                 saved = done
-            paused += time.perf_counter() - pause_start
-            window_start += time.perf_counter() - pause_start  # tokens/s of training alone
+            pause = time.perf_counter() - pause_start
+            paused += pause
+            window_start += pause  # tokens/s of training alone
             if out_of_time:
                 break
     except KeyboardInterrupt:
