@@ -55,3 +55,48 @@ def require_probability(name: str, value: object) -> float:
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """An integer (not a bool), at least ``minimum`` when given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def require_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    finite: bool = True,
+) -> float:
+    """A real number (int or float, not a bool) in ``[minimum, maximum]``; finite unless
+    ``finite=False``. Returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if v != v or (finite and v in (float("inf"), float("-inf"))):  # NaN, or +-inf
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return v
+
+
+def require_choice(name: str, value: object, choices: tuple | list) -> object:
+    """One of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def require_bool(name: str, value: object) -> bool:
+    """A real bool (``1`` or ``"yes"`` is refused rather than guessed)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
