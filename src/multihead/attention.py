@@ -16,6 +16,7 @@ from multihead import _checks
 from multihead.functional import attention, check_backend_name
 from multihead.masks import AttentionMask, as_mask
 from multihead.masks import causal as causal_mask
+from multihead.roles import MATRIX, RESIDUAL, Role
 
 
 class PositionalRotation(Protocol):
@@ -468,6 +469,15 @@ class MultiHeadAttention(nn.Module):
             if proj.bias is not None:
                 new.out_proj.bias.copy_(proj.bias)
         return new
+
+    def parameter_roles(self) -> list[tuple[nn.Parameter, Role]]:
+        """Roles of the weights (:mod:`multihead.roles`): the packed ``[W_q; W_k; W_v]`` is
+        three matrices, and ``out_proj`` writes the residual stream. Biases get the default."""
+        if self.packed:
+            roles = [(self.in_proj.weight, MATRIX.packed(self._sizes))]
+        else:
+            roles = [(p.weight, MATRIX) for p in (self.q_proj, self.k_proj, self.v_proj)]
+        return [*roles, (self.out_proj.weight, RESIDUAL)]
 
     def extra_repr(self) -> str:
         kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""
