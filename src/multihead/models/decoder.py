@@ -221,11 +221,13 @@ class DecoderLM(TransformerStack):
         defaults to True when the model has a sliding window (memory O(window))."""
         p = next(self.parameters())
         cfg = self.config
+        counts = [block.attn.num_kv_heads for block in self.blocks]
         return KVCache(
             num_layers=cfg.num_layers,
             batch_size=batch_size,
             max_len=max_len,
-            num_kv_heads=cfg.kv_heads,
+            # One count when the layers agree; per-layer counts need KVCache's sequence form.
+            num_kv_heads=counts[0] if len(set(counts)) == 1 else counts,
             head_dim=cfg.head_size,
             window=cfg.window,
             ring=cfg.window is not None if ring is None else ring,
