@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from multihead.models import DecoderConfig, EncoderConfig
+from multihead.models import DecoderConfig, EncoderConfig, LayerHeads
 
 
 @pytest.mark.parametrize(
@@ -78,11 +78,14 @@ def test_pruned_layers_keep_original_ids_and_map_query_to_kv_heads():
     assert cfg.heads_of(0).kv_index == (0, 1, 1)
     assert cfg.heads_of(1).kv_index is None  # one group of two: uniform again
     assert cfg.heads_of(2).kv_index is None
-    # Without layer_kv_heads the kept KV heads are the ones the query heads use, in id order.
+    # Without layer_kv_heads the kept KV heads are the ones the query heads use, in the order
+    # of their first query head.
     derived = DecoderConfig(
         num_layers=1, d_model=96, num_heads=6, num_kv_heads=3, layer_heads=[[5, 0, 1]]
     )
-    assert derived.heads_of(0).kv == (0, 2) and derived.heads_of(0).kv_index == (1, 0, 0)
+    assert derived.heads_of(0).kv == (2, 0) and derived.heads_of(0).kv_index == (0, 1, 1)
+    reordered = DecoderConfig(num_layers=1, num_heads=4, layer_heads=[[3, 0, 2]])
+    assert reordered.heads_of(0) == LayerHeads((3, 0, 2), (3, 0, 2), None)
     assert DecoderConfig(num_layers=1, layer_heads=[[]]).heads_of(0).num_q == 0
 
 

@@ -1,11 +1,18 @@
-"""DecoderLM against a twin built from torch.nn.TransformerEncoderLayer, generation
-invariants (cache, batching, sampling options) and torch.compile."""
+"""DecoderLM against a twin built from torch.nn.TransformerEncoderLayer, tied heads, bad
+tokens, torch.compile, and pruned models (per-layer heads): equal to the head-masked full
+model, saved, reloaded, generating and training like any other."""
+
+import inspect
+import json
 
 import pytest
 import torch
 from torch import nn
 
+from multihead import MultiHeadAttention
+from multihead.cache import KVCache
 from multihead.models import DecoderConfig, DecoderLM
+from tests.models.pruning import copy_kept_heads, removed_mask
 
 
 def build(**kw):
@@ -93,3 +100,109 @@ def test_compile_fullgraph_forward():
             pytest.skip(f"inductor cannot compile on this platform: {err}")
         raise
     torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- pruned models
+# Layer 1 keeps query heads 1 and 3 (one per KV group); layer 2 keeps KV group 1, reordered.
+PRUNED = {"num_kv_heads": 2, "num_layers": 3, "layer_heads": [[0, 1, 2, 3], [1, 3], [3, 2]]}
+
+
+def pruned_pair(**kw):
+    full = build(**{**PRUNED, **kw, "layer_heads": None}).double()
+    pruned = build(**{**PRUNED, **kw}).double()
+    copy_kept_heads(full, pruned)
+    return full, pruned
+
+
+@pytest.mark.parametrize("kw", [{}, {"position": "learned", "window": 5}, {"bias": False}])
+def test_a_pruned_model_equals_the_head_masked_full_model(kw):
+    full, pruned = pruned_pair(**kw)
+    assert [b.attn.num_heads for b in pruned.blocks] == [4, 2, 2]
+    assert [b.attn.num_kv_heads for b in pruned.blocks] == [2, 2, 1]
+    x = torch.randint(0, 50, (2, 11))
+    torch.testing.assert_close(
+        pruned(x), full(x, head_mask=removed_mask(pruned.config)), atol=1e-10, rtol=1e-10
+    )
+
+
+def test_a_pruned_model_saves_and_reloads(tmp_path):
+    from multihead.checkpoint import CONFIG, save_checkpoint
+
+    _, pruned = pruned_pair()
+    pruned = pruned.float()
+    cfg = pruned.config
+    save_checkpoint(tmp_path, model=pruned, kind=cfg.kind, config=cfg.to_dict())
+    saved = json.loads((tmp_path / "step-00000000" / CONFIG).read_text())["config"]
+    assert saved["layer_heads"] == [[0, 1, 2, 3], [1, 3], [3, 2]]  # readable JSON
+    back = DecoderLM.from_checkpoint(tmp_path)
+    assert back.config == cfg
+    x = torch.randint(0, 50, (2, 9))
+    torch.testing.assert_close(back(x), pruned(x))
+
+
+def _per_layer_cache() -> bool:
+    try:
+        KVCache(num_layers=2, batch_size=1, max_len=2, num_kv_heads=[1, 2], head_dim=2)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _per_layer_cache(), reason="needs per-layer KVCache counts (attn branch)")
+def test_a_pruned_model_generates_the_same_with_its_per_layer_cache():
+    _, pruned = pruned_pair()  # KV heads per layer: 2, 2, 1
+    prompts = [[1, 2, 3, 4], [5, 6]]
+    assert [layer.k.shape[1] for layer in pruned.new_cache(2, 10).layers] == [2, 2, 1]
+    assert pruned.generate(prompts, max_new_tokens=6) == pruned.generate(
+        prompts, max_new_tokens=6, use_cache=False
+    )
+
+
+def test_training_runs_and_resumes_from_a_pruned_config(tmp_path):
+    from multihead.train import TrainConfig, train
+
+    cfg = DecoderConfig(
+        vocab_size=16,
+        max_seq_len=16,
+        d_model=32,
+        num_layers=2,
+        num_heads=4,
+        layer_heads=[[0, 2], [1, 2, 3]],
+    )
+    run = TrainConfig(
+        task="copy",
+        steps=4,
+        batch_size=4,
+        seq_len=15,
+        warmup_steps=1,
+        eval_every=2,
+        eval_tokens=256,
+        log_every=1,
+        save_every=2,
+        optimizer="muon",
+    )
+    full = train(cfg, run, out=tmp_path / "a", progress=False)
+    resumed = train(
+        cfg, run, out=tmp_path / "b", resume=tmp_path / "a" / "step-00000002", progress=False
+    )
+    assert resumed["losses"] == full["losses"][2:]  # bit for bit
+    assert DecoderLM.from_checkpoint(tmp_path / "a").config.layer_heads == ((0, 2), (1, 2, 3))
+
+
+UNEVEN = "kv_index" in inspect.signature(MultiHeadAttention).parameters
+
+
+@pytest.mark.skipif(not UNEVEN, reason="needs MultiHeadAttention(kv_index=...) (attn branch)")
+def test_uneven_groups_after_pruning_equal_the_head_masked_full_model():
+    # Layer 0: KV head 0 serves query heads 0 and 1, KV head 1 only query head 3; layer 1
+    # keeps its heads in another order than their groups.
+    full, pruned = pruned_pair(layer_heads=[[0, 1, 3], [3, 0], [2]])
+    assert pruned.config.heads_of(0).kv_index == (0, 0, 1)
+    x = torch.randint(0, 50, (2, 11))
+    torch.testing.assert_close(
+        pruned(x), full(x, head_mask=removed_mask(pruned.config)), atol=1e-10, rtol=1e-10
+    )
+    prompts = [[1, 2, 3], [4]]
+    assert pruned.generate(prompts, max_new_tokens=5) == pruned.generate(
+        prompts, max_new_tokens=5, use_cache=False
+    )

@@ -89,8 +89,9 @@ class TransformerConfig:
             ``[0, num_heads)``, no duplicates, in the order the layer holds them); None = every
             layer has all ``num_heads``. A pruned model is an ordinary model with this set.
         layer_kv_heads: per layer, the original KV-head ids it keeps (None = the KV heads its
-            query heads use). A kept query head's KV head must be kept, and every kept KV
-            head must serve at least one kept query head. Groups may become uneven.
+            query heads use, in the order of their first query head). A kept query head's KV
+            head must be kept, and every kept KV head must serve at least one kept query
+            head. Groups may become uneven.
 
     Example (a pruned layout: layer 0 keeps query heads 0, 1 and 3 of 4, grouped-query with
     2 KV heads, so KV head 1 now serves one query head and KV head 0 two):
@@ -241,7 +242,9 @@ class TransformerConfig:
             tuple(range(self.num_heads)) if self.layer_heads is None else self.layer_heads[layer]
         )
         if self.layer_kv_heads is None:
-            kv = tuple(sorted({h // group for h in query}))
+            # In the order of their first kept query head, so that reordering the heads of
+            # a layer without GQA keeps the mapping uniform.
+            kv = tuple(dict.fromkeys(h // group for h in query))
         else:
             kv = self.layer_kv_heads[layer]
         position = {k: i for i, k in enumerate(kv)}
