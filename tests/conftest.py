@@ -1,5 +1,9 @@
 import os
 import re
+
+# Nothing downloads at run time: transformers and huggingface_hub must never reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path
 
 import pytest
