@@ -27,7 +27,7 @@ from multihead.agent import EnvConfig, ReinforceConfig, evaluate, format_report,
 from multihead.agent.env import LONG, SHORT
 from multihead.agent.evaluate import PolicyActor, play
 from multihead.agent.reinforce import EVAL_SEED_START
-from multihead.heads import mean_ci
+from multihead.multitask import mean_ci
 
 
 class IndicatorRule:

@@ -18,7 +18,7 @@ from multihead.agent.reinforce import (
     train_seeds,
 )
 from multihead.checkpoint import load_checkpoint
-from multihead.heads import Binned, Classification, MultiTaskNetwork
+from multihead.multitask import Binned, Classification, MultiTaskNetwork
 
 
 def small_policy(cfg: EnvConfig, seed: int = 0) -> TradingPolicy:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from multihead.agent.env import REGIMES, EnvConfig, TradingEnv
 from multihead.agent.policy import ACTION_HEADS, TradingPolicy
 from multihead.agent.reinforce import EVAL_SEED_START
-from multihead.heads.stats import mean_ci
+from multihead.multitask.stats import mean_ci
 
 
 class Actor(Protocol):

@@ -1,6 +1,6 @@
 """The trading policy: three action heads and a value baseline on one shared MLP trunk.
 
-Heads (a :class:`~multihead.heads.MultiTaskNetwork`):
+Heads (a :class:`~multihead.multitask.MultiTaskNetwork`):
 
 * ``side``: ``Classification(2)``: short or long;
 * ``leverage``: ``Binned(leverage_bins)`` over the env's leverage grid;
@@ -34,7 +34,14 @@ from torch import nn
 
 from multihead.agent.env import EnvConfig
 from multihead.checkpoint import load_checkpoint, save_checkpoint
-from multihead.heads import MLP, Binned, Classification, HeadOutputs, MultiTaskNetwork, Regression
+from multihead.multitask import (
+    MLP,
+    Binned,
+    Classification,
+    HeadOutputs,
+    MultiTaskNetwork,
+    Regression,
+)
 
 ACTION_HEADS: tuple[str, ...] = ("side", "leverage", "risk")
 VALUE_HEAD = "value"

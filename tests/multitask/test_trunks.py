@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multihead.heads import (
+from multihead.models import DecoderConfig, DecoderLM, Encoder, EncoderConfig
+from multihead.multitask import (
     Classification,
     MultiTaskNetwork,
     Regression,
     TransformerTrunk,
     make_weighting,
 )
-from multihead.models import DecoderConfig, DecoderLM, Encoder, EncoderConfig
 
 SMALL = {"vocab_size": 12, "d_model": 16, "num_layers": 2, "num_heads": 2, "max_seq_len": 16}
 

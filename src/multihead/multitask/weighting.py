@@ -24,7 +24,7 @@ Strategies:
 
 Example:
     >>> import torch
-    >>> from multihead.heads import make_weighting
+    >>> from multihead.multitask import make_weighting
     >>> w = make_weighting("fixed", heads=["a", "b"], weights={"a": 1.0, "b": 0.5})
     >>> p = torch.nn.Parameter(torch.tensor(2.0))
     >>> float(w.backward({"a": p * 1.0, "b": p * 3.0}, shared=[p])), float(p.grad)
@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from multihead.heads.specs import HeadSpec
+from multihead.multitask.specs import HeadSpec
 
 
 def _head_names(heads: Mapping[str, HeadSpec] | Sequence[str]) -> list[str]:

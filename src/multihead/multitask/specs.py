@@ -2,7 +2,7 @@
 
 A spec is a small frozen dataclass. It knows its output size, builds its module, checks targets,
 computes its loss (derived from the spec: cross-entropy, Gaussian/MSE, Bernoulli), decodes
-outputs into values and computes its metrics. :class:`~multihead.heads.MultiTaskNetwork` holds
+outputs into values and computes its metrics. :class:`~multihead.multitask.MultiTaskNetwork` holds
 one spec per named head and never special-cases a spec type.
 
 Legend: B batch, T tokens, F trunk features, C classes, N bins, L labels, K regression dims.
@@ -11,7 +11,7 @@ Legend: B batch, T tokens, F trunk features, C classes, N bins, L labels, K regr
 
 Example:
     >>> import torch
-    >>> from multihead.heads import Binned, Classification
+    >>> from multihead.multitask import Binned, Classification
     >>> side = Classification(2)
     >>> lev = Binned(100, low=0.02, high=2.0)      # values 0.02, 0.04, ..., 2.0
     >>> logits = torch.zeros(3, 100); logits[:, 49] = 5.0

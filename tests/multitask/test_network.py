@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from multihead.checkpoint import load_checkpoint
-from multihead.heads import (
+from multihead.multitask import (
     MLP,
     Binned,
     Classification,

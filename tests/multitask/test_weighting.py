@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from multihead.heads import (
+from multihead.multitask import (
     MLP,
     Classification,
     GradNorm,

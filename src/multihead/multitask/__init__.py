@@ -1,19 +1,19 @@
 """Multi-task networks: named heads on a shared trunk (Caruana 1997).
 
-* :mod:`~multihead.heads.specs`: declarative head specs (classification, binned, regression,
+* :mod:`~multihead.multitask.specs`: declarative head specs (classification, binned, regression,
   multi-label), each with its loss, decoding and metrics.
-* :mod:`~multihead.heads.trunks`: the trunk contract, an MLP trunk, pooling, trunk registry.
-* :mod:`~multihead.heads.network`: :class:`MultiTaskNetwork` (forward, losses, metrics,
+* :mod:`~multihead.multitask.trunks`: the trunk contract, an MLP trunk, pooling, trunk registry.
+* :mod:`~multihead.multitask.network`: :class:`MultiTaskNetwork` (forward, losses, metrics,
   predict, freeze, add_head, save/load through :mod:`multihead.checkpoint`).
-* :mod:`~multihead.heads.weighting`: fixed, uncertainty (Kendall et al. 2018), GradNorm
+* :mod:`~multihead.multitask.weighting`: fixed, uncertainty (Kendall et al. 2018), GradNorm
   (Chen et al. 2018) and PCGrad (Yu et al. 2020) loss weighting.
-* :mod:`~multihead.heads.stats`: confidence intervals for held-out metrics.
+* :mod:`~multihead.multitask.stats`: confidence intervals for held-out metrics.
 
-See ``docs/heads.md`` for a guide.
+See ``docs/multitask.md`` for a guide.
 """
 
-from multihead.heads.network import HeadOutputs, MultiTaskNetwork
-from multihead.heads.specs import (
+from multihead.multitask.network import HeadOutputs, MultiTaskNetwork
+from multihead.multitask.specs import (
     Binned,
     Classification,
     HeadSpec,
@@ -21,9 +21,9 @@ from multihead.heads.specs import (
     Regression,
     spec_from_config,
 )
-from multihead.heads.stats import Estimate, mean_ci, t_quantile
-from multihead.heads.trunks import MLP, MLPConfig, TransformerTrunk, pool, register_trunk
-from multihead.heads.weighting import (
+from multihead.multitask.stats import Estimate, mean_ci, t_quantile
+from multihead.multitask.trunks import MLP, MLPConfig, TransformerTrunk, pool, register_trunk
+from multihead.multitask.weighting import (
     WEIGHTINGS,
     FixedWeighting,
     GradNorm,

@@ -1,7 +1,7 @@
 """MultiTaskNetwork: one shared trunk feeding named, isolated output heads (Caruana 1997).
 
 Each head has its own parameters, its own loss (derived from its spec) and its own metrics; the
-trunk is the only shared part. Loss weighting lives in :mod:`multihead.heads.weighting`.
+trunk is the only shared part. Loss weighting lives in :mod:`multihead.multitask.weighting`.
 
 Legend: B batch, T tokens, F trunk features; ``P`` is a head's leading shape, ``(B,)`` for an
 example-level head and ``(B, T)`` for a token-level head.
@@ -19,8 +19,8 @@ from torch import nn
 
 from multihead import _checks
 from multihead.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from multihead.heads.specs import HeadSpec, masked_mean, spec_from_config
-from multihead.heads.trunks import build_trunk, describe_trunk, pool
+from multihead.multitask.specs import HeadSpec, masked_mean, spec_from_config
+from multihead.multitask.trunks import build_trunk, describe_trunk, pool
 
 KIND = "multitask"
 TRUNK = "trunk"
@@ -104,7 +104,7 @@ class MultiTaskNetwork(nn.Module):
 
     Args:
         trunk: any module returning features ``(B, F)`` or ``(B, T, F)`` (see
-            :mod:`multihead.heads.trunks` for the contract).
+            :mod:`multihead.multitask.trunks` for the contract).
         heads: ``{name: spec}`` (or ``(name, spec)`` pairs); order is kept.
         features: F; default ``trunk.out_features``.
         trunk_mask_arg: name of the trunk's keyword argument that should receive the
@@ -113,7 +113,7 @@ class MultiTaskNetwork(nn.Module):
 
     Example:
         >>> import torch
-        >>> from multihead.heads import MLP, Binned, Classification, MultiTaskNetwork
+        >>> from multihead.multitask import MLP, Binned, Classification, MultiTaskNetwork
         >>> _ = torch.manual_seed(0)
         >>> net = MultiTaskNetwork(
         ...     MLP(in_features=6, hidden=(32,)),

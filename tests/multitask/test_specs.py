@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from multihead.heads import Binned, Classification, MultiLabel, Regression, spec_from_config
+from multihead.multitask import Binned, Classification, MultiLabel, Regression, spec_from_config
 
 torch.manual_seed(0)
 

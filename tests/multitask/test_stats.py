@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from multihead.heads import mean_ci, t_quantile
+from multihead.multitask import mean_ci, t_quantile
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,6 @@ def test_mean_ci_by_hand():
     "module", ["specs", "trunks", "network", "weighting", "stats"], ids=lambda m: m
 )
 def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"multihead.heads.{module}")
+    mod = importlib.import_module(f"multihead.multitask.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

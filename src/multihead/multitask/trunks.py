@@ -182,7 +182,7 @@ def build_trunk(description: dict[str, Any]) -> nn.Module:
     if entry is None:
         raise ValueError(
             f"trunk kind {kind!r} is not registered (known: {sorted(_TRUNKS)}); register it "
-            "with multihead.heads.register_trunk or pass trunk= when loading"
+            "with multihead.multitask.register_trunk or pass trunk= when loading"
         )
     return entry.from_config(description["config"])
 
@@ -201,7 +201,7 @@ class TransformerTrunk(nn.Module):
     Example:
         >>> import torch
         >>> from multihead.models import Encoder, EncoderConfig
-        >>> from multihead.heads import Classification, MultiTaskNetwork
+        >>> from multihead.multitask import Classification, MultiTaskNetwork
         >>> enc = Encoder(EncoderConfig(vocab_size=20, d_model=16, num_layers=1, num_heads=2))
         >>> net = MultiTaskNetwork(
         ...     TransformerTrunk(enc),
