@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from multihead.agent.env import LONG, EnvConfig, TradingEnv
-from multihead.agent.evaluate import BuyAndHoldActor, RandomActor, evaluate, format_report, play
-from multihead.agent.policy import ACTION_HEADS, TradingPolicy
-from multihead.agent.reinforce import (
+from multihead.checkpoint import load_checkpoint
+from multihead.multitask import Binned, Classification, MultiTaskNetwork
+from multihead_apps.agent.env import LONG, EnvConfig, TradingEnv
+from multihead_apps.agent.evaluate import (
+    BuyAndHoldActor,
+    RandomActor,
+    evaluate,
+    format_report,
+    play,
+)
+from multihead_apps.agent.policy import ACTION_HEADS, TradingPolicy
+from multihead_apps.agent.reinforce import (
     EVAL_SEED_START,
     ReinforceConfig,
     discounted_returns,
@@ -17,8 +25,6 @@ from multihead.agent.reinforce import (
     train,
     train_seeds,
 )
-from multihead.checkpoint import load_checkpoint
-from multihead.multitask import Binned, Classification, MultiTaskNetwork
 
 
 def small_policy(cfg: EnvConfig, seed: int = 0) -> TradingPolicy:
@@ -181,6 +187,6 @@ def test_docstring_examples_run(module):
     import doctest
     import importlib
 
-    mod = importlib.import_module(f"multihead.agent.{module}")
+    mod = importlib.import_module(f"multihead_apps.agent.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -8,22 +8,23 @@ import pytest
 import torch
 
 from multihead import cli
-from multihead.agent.policy import TradingPolicy
 from multihead.checkpoint import load_checkpoint
+from multihead_apps.agent.policy import TradingPolicy
 
 
 @pytest.fixture
 def agent_only(monkeypatch):
-    # Run the real entry point with only this subcommand registered, so the test does not
-    # depend on other subcommands' modules; restore the thread count the CLI sets.
-    monkeypatch.setattr(cli, "COMMANDS", ("agent",))
+    # Run the real entry point with only this subcommand registered (the entry point that
+    # pyproject.toml declares; tests/apps/conftest.py), so the test does not depend on other
+    # subcommands' modules; restore the thread count the CLI sets.
+    monkeypatch.setattr(cli, "BUILTIN", ())
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
 
 
 def test_agent_is_a_registered_subcommand():
-    assert "agent" in cli.COMMANDS
+    assert "agent" in cli.commands()
 
 
 def test_train_then_eval(tmp_path, capsys, agent_only):

@@ -4,8 +4,8 @@ Every policy plays the same held-out seeds (seeds fix the price path), so the co
 paired: the confidence interval of "agent minus baseline" is computed on per-seed differences.
 
 Example:
-    >>> from multihead.agent.env import EnvConfig
-    >>> from multihead.agent.policy import TradingPolicy
+    >>> from multihead_apps.agent.env import EnvConfig
+    >>> from multihead_apps.agent.policy import TradingPolicy
     >>> cfg = EnvConfig(horizon=16)
     >>> report = evaluate(TradingPolicy(env_config=cfg, hidden=(8,)), env_config=cfg,
     ...                   episodes=4, progress=False)
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from multihead.agent.env import REGIMES, EnvConfig, TradingEnv
-from multihead.agent.policy import ACTION_HEADS, TradingPolicy
-from multihead.agent.reinforce import EVAL_SEED_START
 from multihead.multitask.stats import mean_ci
+from multihead_apps.agent.env import REGIMES, EnvConfig, TradingEnv
+from multihead_apps.agent.policy import ACTION_HEADS, TradingPolicy
+from multihead_apps.agent.reinforce import EVAL_SEED_START
 
 
 class Actor(Protocol):

@@ -4,10 +4,10 @@
 Needs the ``agent`` extra (``gymnasium``).
 """
 
-from multihead.agent.env import EnvConfig, TradingEnv, register_env
-from multihead.agent.evaluate import evaluate, format_report
-from multihead.agent.policy import ACTION_HEADS, TradingPolicy, agent_heads
-from multihead.agent.reinforce import EVAL_SEED_START, ReinforceConfig, train
+from multihead_apps.agent.env import EnvConfig, TradingEnv, register_env
+from multihead_apps.agent.evaluate import evaluate, format_report
+from multihead_apps.agent.policy import ACTION_HEADS, TradingPolicy, agent_heads
+from multihead_apps.agent.reinforce import EVAL_SEED_START, ReinforceConfig, train
 
 __all__ = [
     "ACTION_HEADS",

@@ -2,6 +2,8 @@
 
 multihead agent train --out runs/agent
 multihead agent eval --checkpoint runs/agent
+
+Registered through the ``multihead.commands`` entry point (see :mod:`multihead.cli`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from multihead_apps.agent.env import EnvConfig
+from multihead_apps.agent.evaluate import evaluate, format_report
+from multihead_apps.agent.policy import TradingPolicy
+from multihead_apps.agent.reinforce import EVAL_SEED_START, ReinforceConfig, train, training_state
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -34,8 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "REINFORCE on a synthetic regime-switching market (Gymnasium env).",
     )
     sub = parser.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
-
-    from multihead.agent.reinforce import ReinforceConfig
 
     d = ReinforceConfig()
     tr = sub.add_parser("train", help="train a policy and save a checkpoint")
@@ -73,9 +78,6 @@ def _set_threads(n: int) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from multihead.agent.env import EnvConfig
-    from multihead.agent.reinforce import ReinforceConfig, train, training_state
-
     _set_threads(args.threads)
     if args.save_every < 1:
         raise ValueError(f"--save-every must be a positive integer, got {args.save_every}")
@@ -122,10 +124,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from multihead.agent.evaluate import evaluate, format_report
-    from multihead.agent.policy import TradingPolicy
-    from multihead.agent.reinforce import EVAL_SEED_START
-
     _set_threads(args.threads)
     if args.episodes < 2:
         raise ValueError(f"--episodes must be at least 2, got {args.episodes}")

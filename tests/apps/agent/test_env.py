@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from multihead.agent.env import LONG, REGIMES, SHORT, EnvConfig, TradingEnv, register_env
+from multihead_apps.agent.env import LONG, REGIMES, SHORT, EnvConfig, TradingEnv, register_env
 
 
 def test_passes_gymnasium_env_checker():

@@ -14,7 +14,7 @@ Legend: B batch of observations, D observation size, A = 3 action components.
 
 Example:
     >>> import torch
-    >>> from multihead.agent.env import EnvConfig
+    >>> from multihead_apps.agent.env import EnvConfig
     >>> policy = TradingPolicy(env_config=EnvConfig(), hidden=(32,))
     >>> step = policy.act(torch.zeros(4, EnvConfig().obs_dim), greedy=True)
     >>> step.actions.shape, step.log_prob.shape, step.value.shape
@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multihead.agent.env import EnvConfig
 from multihead.checkpoint import load_checkpoint, save_checkpoint
 from multihead.multitask import (
     MLP,
@@ -42,6 +41,7 @@ from multihead.multitask import (
     MultiTaskNetwork,
     Regression,
 )
+from multihead_apps.agent.env import EnvConfig
 
 ACTION_HEADS: tuple[str, ...] = ("side", "leverage", "risk")
 VALUE_HEAD = "value"
@@ -69,7 +69,7 @@ class PolicyStep:
 
 
 class TradingPolicy(nn.Module):
-    """A 3-head policy (plus value baseline) for :class:`~multihead.agent.env.TradingEnv`.
+    """A 3-head policy (plus value baseline) for :class:`~multihead_apps.agent.env.TradingEnv`.
 
     Args:
         env_config: the environment it acts in (observation size, action grids).

@@ -26,9 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from multihead import _checks
-from multihead.agent.env import EnvConfig, TradingEnv
-from multihead.agent.policy import VALUE_HEAD, TradingPolicy
 from multihead.checkpoint import rng_state
+from multihead_apps.agent.env import EnvConfig, TradingEnv
+from multihead_apps.agent.policy import VALUE_HEAD, TradingPolicy
 
 EVAL_SEED_START = 1_000_000_000
 
@@ -203,7 +203,7 @@ def train(
         callback: called after every iteration with ``(iteration, policy, stats)``.
 
     Example:
-        >>> from multihead.agent.env import EnvConfig
+        >>> from multihead_apps.agent.env import EnvConfig
         >>> cfg = ReinforceConfig(iterations=2, num_envs=2, hidden=(8,))
         >>> result = train(cfg, env_config=EnvConfig(horizon=16), progress=False)
         >>> len(result.history), sorted(result.history[0])[:2]

@@ -1,0 +1,9 @@
+"""Applications built on the multihead library, shipped in the same distribution (the way
+torchtune keeps ``recipes/`` beside the ``torchtune`` library): they import :mod:`multihead`,
+never the reverse (tests/test_layout.py checks it).
+
+* :mod:`multihead_apps.agent`: a trading agent on a multi-task network (``multihead agent``).
+
+Their subcommands reach the ``multihead`` command through the ``multihead.commands`` entry
+points declared in pyproject.toml (see :mod:`multihead.cli`).
+"""
