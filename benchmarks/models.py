@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from multihead.benchmark.report import write_section
 from multihead.models import DecoderConfig, DecoderLM
+from multihead_apps.bench.results import write_section
 
 
 class TorchTwin(nn.Module):

@@ -3,6 +3,8 @@ torchtune keeps ``recipes/`` beside the ``torchtune`` library): they import :mod
 never the reverse (tests/test_layout.py checks it).
 
 * :mod:`multihead_apps.agent`: a trading agent on a multi-task network (``multihead agent``).
+* :mod:`multihead_apps.bench`: the attention benchmark with its cases and acceptance targets
+  (``multihead bench``), and the RESULTS.md writer that benchmarks/*.py share.
 
 Their subcommands reach the ``multihead`` command through the ``multihead.commands`` entry
 points declared in pyproject.toml (see :mod:`multihead.cli`).

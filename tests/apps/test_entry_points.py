@@ -12,7 +12,7 @@ from multihead import cli
 
 from .conftest import PYPROJECT, declared_entry_points
 
-APPS = {"agent"}
+APPS = {"agent", "bench"}
 
 
 def test_pyproject_declares_every_app_with_an_importable_register():

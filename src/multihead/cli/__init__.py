@@ -25,7 +25,7 @@ from functools import partial
 from importlib.metadata import entry_points
 
 GROUP = "multihead.commands"
-BUILTIN: tuple[str, ...] = ("bench", "train", "generate")
+BUILTIN: tuple[str, ...] = ("train", "generate")
 
 Register = Callable[[argparse._SubParsersAction], None]
 

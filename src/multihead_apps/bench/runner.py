@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from multihead.benchmark import memory, timing
-from multihead.benchmark.cases import (
+from multihead_apps.bench import memory, timing
+from multihead_apps.bench.cases import (
     COMPETITORS,
     DIRECTIONS,
     REFERENCE,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from multihead.benchmark import cases
 from multihead.cli import main
+from multihead_apps.bench import cases
 
 
 def test_bench_writes_results(tmp_path, monkeypatch, capsys):

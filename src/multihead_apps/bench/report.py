@@ -1,4 +1,5 @@
-"""Markdown tables, the Targets section, and the ``## Attention`` section of RESULTS.md."""
+"""Markdown tables, the Targets section, and the ``## Attention`` section of RESULTS.md
+(written by :func:`multihead_apps.bench.results.write_section`)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from multihead.benchmark import timing
-from multihead.benchmark.cases import CAUSAL, FWD, FWD_BWD, GQA_KV_HEADS, REFERENCE, Case
-from multihead.benchmark.memory import WARMUP_SEQ
-from multihead.benchmark.runner import CaseResult, Row, RunResult
+from multihead_apps.bench import timing
+from multihead_apps.bench.cases import CAUSAL, FWD, FWD_BWD, GQA_KV_HEADS, REFERENCE, Case
+from multihead_apps.bench.memory import WARMUP_SEQ
+from multihead_apps.bench.results import SECTION
+from multihead_apps.bench.runner import CaseResult, Row, RunResult
 
-SECTION = "## Attention"
 DIRECTION_TITLE = {FWD: "forward", FWD_BWD: "forward+backward"}
 MET, NOT_MET, NA = "met", "NOT MET", "n/a"
 
@@ -308,7 +308,7 @@ Long rows get fewer rounds (at least 3) when a round is slow.
   get the (T, T) bool `attn_mask` torch requires); sliding-window rows give SDPA + Linear, torch
   MHA and compat the dense (T, T) bool mask (an input, allocated before the call), and
   multihead `masks.sliding_window(W)`.
-- Memory: each (case, direction, competitor) in a fresh `python -m multihead.benchmark.memory`
+- Memory: each (case, direction, competitor) in a fresh `python -m multihead_apps.bench.memory`
   process: build layer and inputs, run once at T={WARMUP_SEQ} (one-time code paths), reset the
   peak-RSS mark (`/proc/self/clear_refs`), run once; peak MiB = VmHWM - RSS before the call.
 - Rows materializing T x T scores are skipped when their estimated peak exceeds the memory
@@ -346,41 +346,6 @@ def render(run: RunResult, *, command: str) -> str:
     blocks = [case_block(cr) for cr in run.results]
     targets = ["### Targets", "", targets_table(evaluate_targets(run)), ""]
     return "\n".join(header) + "\n" + "\n".join(blocks) + "\n" + "\n".join(targets)
-
-
-def _heading_level(line: str) -> int:
-    """1 for ``# x``, 2 for ``## x``, ...; 0 for a line that is not a Markdown heading."""
-    marks = len(line) - len(line.lstrip("#"))
-    return marks if marks and line[marks : marks + 1] == " " else 0
-
-
-def write_section(path: str | Path, section: str, heading: str = SECTION) -> None:
-    """Write ``section`` into ``path`` atomically, replacing the section whose heading line
-    starts with ``heading`` (it runs to the next heading of the same or a higher level,
-    outside code fences) and keeping everything else; append it if there is none."""
-    p = Path(path)
-    text = p.read_text() if p.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        level, end, fenced = _heading_level(heading), len(lines), False
-        for i in range(start + 1, len(lines)):
-            if lines[i].startswith("```"):
-                fenced = not fenced
-            elif not fenced and 0 < _heading_level(lines[i]) <= level:
-                end = i
-                break
-        before = "\n".join(lines[:start]).rstrip("\n")
-        after = "\n".join(lines[end:])
-        new = (before + "\n\n" if before else "") + section.rstrip("\n") + "\n"
-        if after:
-            new += "\n" + after.rstrip("\n") + "\n"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, p)
 
 
 def case_names(cases: Sequence[Case]) -> str:

@@ -1,10 +1,18 @@
-"""``multihead bench``: the attention benchmark (see :mod:`multihead.benchmark`)."""
+"""``multihead bench``: the attention benchmark (see :mod:`multihead_apps.bench`).
+
+Registered through the ``multihead.commands`` entry point (see :mod:`multihead.cli`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+
+from tqdm import tqdm
+
+from multihead_apps.bench import report, results, runner
+from multihead_apps.bench.cases import get_cases
 
 # Quick mode: few rounds and a per-row time budget so that the run stays under two minutes.
 QUICK_ROUNDS = 3
@@ -58,11 +66,6 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from multihead.benchmark import report, runner
-    from multihead.benchmark.cases import get_cases
-
     cases = get_cases(args.cases, quick=args.quick)
     if args.list:
         for c in get_cases():
@@ -88,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
     section = report.render(result, command=command_line(args))
     print(section)
     if args.output:
-        report.write_section(args.output, section)
+        results.write_section(args.output, section)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0

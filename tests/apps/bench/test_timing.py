@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from multihead.benchmark import timing
+from multihead_apps.bench import timing
 
 
 class FakeClock:

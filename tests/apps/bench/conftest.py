@@ -1,6 +1,6 @@
 import pytest
 
-from multihead.benchmark import timing
+from multihead_apps.bench import timing
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from multihead.benchmark import report, runner, timing
-from multihead.benchmark.cases import FWD, FWD_BWD, REFERENCE, Case
-from multihead.benchmark.runner import CaseResult, Row, RunResult
+from multihead_apps.bench import report, runner, timing
+from multihead_apps.bench.cases import FWD, FWD_BWD, REFERENCE, Case
+from multihead_apps.bench.runner import CaseResult, Row, RunResult
 
 
 def case_result(case, direction, samples, mem=None, mm=100.0, skipped=None):
@@ -150,34 +150,3 @@ def test_render_has_command_and_targets():
     assert "Command: `multihead bench --quick`" in text
     assert "### Targets" in text and "| target | measured | status |" in text
     assert "torch " in text and "CPU: " in text
-
-
-def test_write_section_replaces_only_attention(tmp_path):
-    path = tmp_path / "RESULTS.md"
-    path.write_text("# Results\n\n## Models\n\nkeep me\n\n## Attention\n\nold\n\n## Zoo\n\nzoo\n")
-    report.write_section(path, "## Attention\n\nnew\n")
-    text = path.read_text()
-    assert "old" not in text and "new" in text
-    assert text.index("## Models") < text.index("## Attention") < text.index("## Zoo")
-    assert "keep me" in text and "zoo" in text
-    report.write_section(path, "## Attention\n\nnewer\n")
-    assert path.read_text().count("## Attention") == 1
-
-
-def test_write_section_creates_file(tmp_path):
-    path = tmp_path / "sub" / "RESULTS.md"
-    report.write_section(path, "## Attention\n\nx\n")
-    assert path.read_text() == "# Benchmark results\n\n## Attention\n\nx\n"
-
-
-def test_write_section_replaces_a_subsection_and_ignores_headings_in_code(tmp_path):
-    path = tmp_path / "RESULTS.md"
-    path.write_text(
-        "# R\n\n## Models\n\n### LM — old verdict\n\nold\n\n```python\n# a comment\n```\n\n"
-        "tail of LM\n\n### Other\n\nkept\n\n## Next\n\nkept too\n"
-    )
-    report.write_section(path, "### LM — new verdict\n\nnew\n", heading="### LM")
-    text = path.read_text()
-    assert "old" not in text and "# a comment" not in text and "tail of LM" not in text
-    assert text.index("## Models") < text.index("### LM — new verdict") < text.index("### Other")
-    assert "kept\n" in text and "kept too" in text

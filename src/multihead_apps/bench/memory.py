@@ -8,7 +8,7 @@ call added at its peak, inputs and parameters excluded. Where ``clear_refs`` can
 written, ``ru_maxrss`` is used instead; it cannot be reset, so it over-reports when the setup
 peaked higher than the call (the result says which method was used).
 
-Every probe runs in a process of its own: ``python -m multihead.benchmark.memory '<spec>'``
+Every probe runs in a process of its own: ``python -m multihead_apps.bench.memory '<spec>'``
 (:func:`probe`), or, to avoid paying the interpreter and torch start-up per probe, a child
 forked from a ``python -c`` server (:class:`ProbeServer`), a clean interpreter that has
 imported torch and run nothing else. The fork happens before any torch
@@ -83,7 +83,7 @@ def _alloc_call(spec: dict) -> Callable[[], object]:
 
 
 def _case_call(spec: dict, *, warmup_only: bool = False) -> Callable[[], None]:
-    from multihead.benchmark.cases import Case, Inputs, get_competitor
+    from multihead_apps.bench.cases import Case, Inputs, get_competitor
 
     case = Case(**spec["case"])
     if warmup_only:
@@ -99,6 +99,7 @@ def run_spec(spec: dict) -> dict:
     ``{"kind": "case", "case": {...Case fields}, "competitor": key, "direction": "fwd"}``."""
     kind = spec.get("kind")
     if kind == "alloc":
+        _alloc_call({"mib": 1 / 16})()  # one-time costs of the first torch op, as for cases
         call = _alloc_call(spec)
     elif kind == "case":
         _case_call(spec, warmup_only=True)()
@@ -117,7 +118,7 @@ def _probe_from(out: dict) -> Probe:
 
 def probe(spec: dict, *, timeout: float = 900.0) -> Probe:
     """Run :func:`run_spec` in a fresh Python process (``python -m``)."""
-    cmd = [sys.executable, "-m", "multihead.benchmark.memory", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "multihead_apps.bench.memory", json.dumps(spec)]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
@@ -151,7 +152,7 @@ for line in sys.stdin:
     if pid == 0:  # the child: measure, report, leave without running the server's cleanup
         os.close(read_fd)
         try:
-            from multihead.benchmark.memory import run_spec
+            from multihead_apps.bench.memory import run_spec
             result = run_spec(json.loads(line))
         except BaseException as err:
             result = {"error": f"{type(err).__name__}: {err}"}
@@ -222,7 +223,7 @@ class ProbeServer:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m multihead.benchmark.memory '<json spec>'", file=sys.stderr)
+        print("usage: python -m multihead_apps.bench.memory '<json spec>'", file=sys.stderr)
         return 2
     print(json.dumps(run_spec(json.loads(args[0]))))
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from multihead.benchmark import memory
-from multihead.benchmark.cases import Case
+from multihead_apps.bench import memory
+from multihead_apps.bench.cases import Case
 
 TOLERANCE_MIB = 4.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multihead.benchmark.cases import (
+from multihead_apps.bench.cases import (
     CASES,
     COMPETITORS,
     DIRECTIONS,
@@ -98,7 +98,7 @@ def test_every_competitor_runs(case, direction):
 def test_tutorial_matches_fused_module():
     """The baseline is the model `from_head_list` fuses: equal outputs (causal)."""
     from multihead.attention import MultiHeadAttention
-    from multihead.benchmark.baselines import TutorialMultiHead
+    from multihead_apps.bench.baselines import TutorialMultiHead
 
     torch.manual_seed(0)
     tut = TutorialMultiHead(32, 4, block_size=16)
@@ -109,7 +109,7 @@ def test_tutorial_matches_fused_module():
 
 def test_sdpa_linear_matches_multihead():
     from multihead.attention import MultiHeadAttention
-    from multihead.benchmark.baselines import SdpaLinear
+    from multihead_apps.bench.baselines import SdpaLinear
 
     torch.manual_seed(0)
     ref = SdpaLinear(32, 4)

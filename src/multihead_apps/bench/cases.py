@@ -29,9 +29,9 @@ from torch import nn
 
 from multihead import masks
 from multihead.attention import MultiHeadAttention
-from multihead.benchmark.baselines import SdpaLinear, TutorialMultiHead
 from multihead.compat import MultiheadAttention as CompatMultiheadAttention
 from multihead.functional import request_for, select_backend
+from multihead_apps.bench.baselines import SdpaLinear, TutorialMultiHead
 
 FULL, CAUSAL, WINDOW = "full", "causal", "window"
 MASK_KINDS = (FULL, CAUSAL, WINDOW)
