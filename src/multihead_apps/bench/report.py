@@ -33,12 +33,19 @@ def fmt_ms(seconds: float | None) -> str:
     return f"{ms:.2f}"
 
 
-def fmt_ratio(r: float | None) -> str:
-    return "" if r is None else f"{r:.2f}x"
+def fmt_ratio(r: float | None, spread: tuple[float, float] | None = None) -> str:
+    """``1.02x``, or with the per-round range ``1.02x (0.98-1.05)``."""
+    if r is None:
+        return ""
+    return f"{r:.2f}x" + ("" if spread is None else f" ({spread[0]:.2f}-{spread[1]:.2f})")
 
 
-def fmt_pct(f: float | None) -> str:
-    return "" if f is None else f"{100 * f:.0f} %"
+def fmt_pct(f: float | None, spread: tuple[float, float] | None = None) -> str:
+    """``85 %``, or with the per-round range ``85 % (80-88)``."""
+    if f is None:
+        return ""
+    text = f"{100 * f:.0f} %"
+    return text + ("" if spread is None else f" ({100 * spread[0]:.0f}-{100 * spread[1]:.0f})")
 
 
 def fmt_num(x: float | None, digits: int = 1) -> str:
@@ -57,8 +64,8 @@ def case_table(cr: CaseResult) -> str:
             continue
         mem = fmt_num(r.mem_mib) if r.mem_error is None else f"error: {r.mem_error}"
         lines.append(
-            f"| {r.label} | {fmt_ms(r.median_s)} | {fmt_ratio(r.ratio)} | {fmt_num(r.gflops)} "
-            f"| {fmt_pct(r.frac_mm)} | {mem} |"
+            f"| {r.label} | {fmt_ms(r.median_s)} | {fmt_ratio(r.ratio, r.ratio_range)} "
+            f"| {fmt_num(r.gflops)} | {fmt_pct(r.frac_mm, r.frac_mm_range)} | {mem} |"
         )
     return "\n".join(lines)
 
@@ -121,21 +128,28 @@ def _range(cr: CaseResult, key: str, ref: str) -> str:
     return f"rounds {lo:.2f}-{hi:.2f}, n={cr.rounds}"
 
 
+def _pct_range(row: Row, rounds: int) -> str:
+    assert row.frac_mm_range is not None  # the runner sets it with frac_mm
+    lo, hi = row.frac_mm_range
+    return f"rounds {100 * lo:.0f}-{100 * hi:.0f} %, n={rounds}"
+
+
 def _worst_ratio(
     run: RunResult, key: str, ref: str, missing: str
-) -> tuple[list[tuple[float, str]], float, str]:
+) -> tuple[list[tuple[float, str, str]], float, str]:
     """Paired time ratios key/ref of every (case, direction) that measured both: the list of
-    ``(ratio, "case direction")``, the worst ratio and a description of where it was."""
+    ``(ratio, "case direction", "its per-round range")``, the worst ratio and a description of
+    where it was."""
     rows = [
-        (cr.timings.ratio(key, ref), f"{cr.case.name} {cr.direction}", cr)
+        (cr.timings.ratio(key, ref), f"{cr.case.name} {cr.direction}", _range(cr, key, ref))
         for cr in run.results
         if cr.measured(key) and cr.measured(ref)
     ]
     if not rows:
         raise _Missing(missing)
-    worst, where, wcr = max(rows, key=lambda r: r[0])
-    detail = f"{fmt_ratio(worst)} ({where}; {_range(wcr, key, ref)}) over {len(rows)} rows"
-    return [(r, w) for r, w, _ in rows], worst, detail
+    worst, where, spread = max(rows, key=lambda r: r[0])
+    detail = f"{fmt_ratio(worst)} ({where}; {spread}) over {len(rows)} rows"
+    return rows, worst, detail
 
 
 def _mem(row: Row) -> float:
@@ -167,7 +181,8 @@ def evaluate_targets(run: RunResult) -> list[Target]:
                 if r.frac_mm is None:
                     raise _Missing("no torch.mm rate")
                 rates = f"{fmt_num(r.gflops)} of {fmt_num(cr.mm_gflops)} GFLOP/s"
-                return f"{fmt_pct(r.frac_mm)} ({rates})", r.frac_mm >= need
+                spread = _pct_range(r, cr.rounds)
+                return f"{fmt_pct(r.frac_mm)} ({rates}; {spread})", r.frac_mm >= need
 
             text = f"{DIRECTION_TITLE[direction]} >= {need:.0%} of torch.mm at {name} (auto)"
             _target(out, text, frac)
@@ -175,7 +190,7 @@ def evaluate_targets(run: RunResult) -> list[Target]:
     def vs_sdpa():
         ratios, worst, detail = _worst_ratio(run, AUTO, REFERENCE, "no case measured both")
         detail = f"worst {detail}"
-        over = [f"{w} {fmt_ratio(r)}" for r, w in ratios if r > 1.05]
+        over = [f"{w} {fmt_ratio(r)} ({spread})" for r, w, spread in ratios if r > 1.05]
         if over:
             detail += "; over 1.05x: " + ", ".join(over)
         return detail, worst <= 1.05
@@ -289,11 +304,13 @@ def cpu_model() -> str:
 
 METHOD = f"""\
 Method. All competitors of a case run in one process, interleaved: one untimed warm-up round,
-then rounds in which each runs once, in an order rotated every round, together with one fp32
-`torch.mm` of 2048 x 2048 matrices. Reported: the median time over rounds; `x ref`, the median
-over rounds of (time / SDPA + Linear's time in the same round); GFLOP/s from the useful FLOPs
-of the case and the median time; `% of mm`, the median over rounds of (the row's rate / the
-`torch.mm` rate in the same round).
+then rounds in which each runs once, in a seeded random order drawn afresh every round (so no
+competitor always runs right after the same neighbour), together with one fp32 `torch.mm` of
+2048 x 2048 matrices. Reported: the median time over rounds; `x ref`, the median over rounds of
+(time / SDPA + Linear's time in the same round); GFLOP/s from the useful FLOPs of the case and
+the median time; `% of mm`, the median over rounds of (the row's rate / the `torch.mm` rate in
+the same round). In parentheses after a ratio: the smallest and largest per-round value (rows
+whose ranges overlap are not told apart by this run).
 Long rows get fewer rounds (at least 3) when a round is slow.
 
 - forward: `torch.no_grad()`, eval mode (rows marked *train* keep train mode, which turns off

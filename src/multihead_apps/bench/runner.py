@@ -32,9 +32,11 @@ class Row:
     label: str
     median_s: float | None = None
     ratio: float | None = None  # paired ratio to the reference (time / reference time)
+    ratio_range: tuple[float, float] | None = None  # smallest and largest per-round ratio
     gflops: float | None = None
     # Rate over torch.mm's rate, paired: the median over rounds of (rate / mm rate that round).
     frac_mm: float | None = None
+    frac_mm_range: tuple[float, float] | None = None
     mem_mib: float | None = None
     mem_error: str | None = None
     skipped: str | None = None
@@ -133,8 +135,11 @@ def time_case(
             # rate / mm rate = (flops / t) / (mm_flops / t_mm) = (flops / mm_flops) / (t / t_mm)
             flops_ratio = case.flops(direction, comp.kv_heads) / timing.mm_flops()
             row.frac_mm = flops_ratio / t.ratio(row.key, MM_KEY)
+            lo, hi = t.ratio_range(row.key, MM_KEY)
+            row.frac_mm_range = (flops_ratio / hi, flops_ratio / lo)
         if REFERENCE in t.samples:
             row.ratio = t.ratio(row.key, REFERENCE)
+            row.ratio_range = t.ratio_range(row.key, REFERENCE)
     return CaseResult(case, direction, rows, t, mm_gflops)
 
 

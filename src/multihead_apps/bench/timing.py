@@ -1,5 +1,7 @@
-"""Interleaved timing: every competitor runs once per round, in a rotating order, so that
-slow drifts of a shared machine (other jobs, frequency, thermals) hit all of them alike.
+"""Interleaved timing: every competitor runs once per round, so that slow drifts of a shared
+machine (other jobs, frequency, thermals) hit all of them alike. The order is a seeded shuffle
+drawn afresh each round: a fixed or rotated order would put each competitor always right after
+the same neighbour, whose leftovers (caches, allocator state, a core still busy) it would pay.
 
 Reported per competitor: the median over rounds. Ratios to a reference are the median of the
 per-round ratios (paired: each round's time divided by the reference's time in that same
@@ -8,9 +10,10 @@ round), which cancels drifts slower than a round.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -91,6 +94,21 @@ def rounds_for(round_seconds: float, rounds: int, budget_s: float | None, min_ro
     return max(min(min_rounds, rounds), min(rounds, fit))
 
 
+def shuffled_rounds(keys: Sequence[str], rounds: int, seed: int = 0) -> list[list[str]]:
+    """The order of each round: every key exactly once, in a random order drawn afresh each
+    round from a generator seeded by ``seed`` (the same seed gives the same orders).
+
+    Example:
+        >>> orders = shuffled_rounds(["a", "b", "c"], 4, seed=0)
+        >>> [sorted(o) for o in orders] == [["a", "b", "c"]] * 4
+        True
+        >>> orders == shuffled_rounds(["a", "b", "c"], 4, seed=0)
+        True
+    """
+    rng = random.Random(seed)
+    return [rng.sample(list(keys), len(keys)) for _ in range(rounds)]
+
+
 def interleave(
     calls: Mapping[str, Callable[[], None]],
     *,
@@ -98,11 +116,12 @@ def interleave(
     warmup: int = 1,
     budget_s: float | None = None,
     min_rounds: int = 3,
+    seed: int = 0,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Timings:
-    """Time ``calls`` round-robin: ``warmup`` untimed rounds, then up to ``rounds`` timed ones
-    (fewer if a round is so slow that ``rounds`` would exceed ``budget_s``). Round ``r``
-    starts at the ``r``-th key, so no competitor always runs right after the same one.
+    """Time ``calls`` interleaved: ``warmup`` untimed rounds in the given order, then up to
+    ``rounds`` timed ones (fewer if a round is so slow that ``rounds`` would exceed
+    ``budget_s``), each in its own order from :func:`shuffled_rounds` with ``seed``.
 
     A call that raises is dropped from all rounds and reported in ``Timings.failed``.
     """
@@ -123,9 +142,7 @@ def interleave(
             last[key] = clock() - t0
     n = rounds_for(sum(last.values()), rounds, budget_s, min_rounds)
     samples: dict[str, list[float]] = {k: [] for k in keys}
-    for r in range(n):
-        k = len(keys)
-        order = [keys[(r + i) % k] for i in range(k)] if k else []
+    for order in shuffled_rounds(keys, n, seed):
         for key in order:
             if key in result.failed:
                 continue

@@ -16,14 +16,18 @@ def case_result(case, direction, samples, mem=None, mm=100.0, skipped=None):
     for key in samples:
         med = t.median(key)
         gflops = case.flops(direction) / med / 1e9
+        # mm's rate is constant over rounds here: the fraction varies as 1 / time does.
+        per_round = [case.flops(direction) / s / 1e9 / mm for s in samples[key]]
         rows.append(
             Row(
                 key,
                 key,
                 median_s=med,
                 ratio=t.ratio(key, REFERENCE),
+                ratio_range=t.ratio_range(key, REFERENCE),
                 gflops=gflops,
                 frac_mm=gflops / mm,
+                frac_mm_range=(min(per_round), max(per_round)),
                 mem_mib=(mem or {}).get(key),
             )
         )
@@ -48,6 +52,8 @@ def test_runner_fills_rows_from_timings():
     assert auto.gflops == case.flops(FWD) / auto.median_s / 1e9
     # one round: the paired fraction equals the ratio of the rates
     assert auto.frac_mm == pytest.approx(auto.gflops / cr.mm_gflops)
+    assert auto.ratio_range == cr.timings.ratio_range("mh-auto", REFERENCE)
+    assert auto.frac_mm_range == pytest.approx((auto.frac_mm, auto.frac_mm))
 
 
 def test_run_with_memory_probes():
@@ -70,8 +76,10 @@ def test_table_renders_values_and_skips():
     )
     table = report.case_table(cr)
     assert "| SDPA" not in table  # labels are the synthetic keys here
-    assert f"| {REFERENCE} | 11.0 | 1.00x |" in table
-    assert "| mh-auto | 11.0 |" in table
+    # Every ratio with its per-round range: auto/ref per round is 1.1, 1.0 and 0.95.
+    assert f"| {REFERENCE} | 11.0 | 1.00x (1.00-1.00) |" in table
+    assert "| mh-auto | 11.0 | 1.00x (0.95-1.10) |" in table
+    assert "| 488 % (447-511) |" in table  # % of mm: the rate over rounds, 10.5 to 12 ms
     assert "22.7" in table
     assert "| mh-math | skipped (materializes ~5.0 GiB) |" in table
     block = report.case_block(cr)
@@ -119,12 +127,14 @@ def test_targets_met_and_not_met():
         ),
     ]
     t = targets_by_text(report.evaluate_targets(RunResult(results)))
-    assert t["forward >= 85% of torch.mm at B8 T256 (auto)"].status == report.MET
+    frac = t["forward >= 85% of torch.mm at B8 T256 (auto)"]
+    assert frac.status == report.MET and frac.measured.endswith("; rounds 87-89 %, n=3)")
     assert t["forward+backward >= 75% of torch.mm at B8 T256 (auto)"].status == report.NOT_MET
     assert t["forward >= 85% of torch.mm at B1 T2048 (auto)"].status == report.NA
     slower = t["never > 5 % slower than SDPA + Linear (auto, every case and direction)"]
     assert slower.status == report.NOT_MET
     assert "1.10x (b8-t256 fwd+bwd; rounds 1.10-1.10, n=3)" in slower.measured
+    assert "over 1.05x: b8-t256 fwd+bwd 1.10x (rounds 1.10-1.10, n=3)" in slower.measured
     nw = "(need_weights=False)"
     speed = t[f"t8192 compat eval >= 2x faster than torch MHA eval {nw}"]
     assert speed.status == report.MET and speed.measured == "2.50x faster (rounds 2.50-2.50, n=3)"

@@ -44,15 +44,40 @@ def test_rounds_for_budget():
     assert timing.rounds_for(60.0, 2, 45.0, 3) == 2  # nor above rounds
 
 
-def test_interleave_rotates_and_takes_medians():
+def test_interleave_shuffles_each_round_and_takes_medians():
     clock, log = FakeClock(), []
     calls = make_calls(clock, {"a": 1.0, "b": 2.0, "c": 4.0}, log)
-    t = timing.interleave(calls, rounds=3, warmup=1, clock=clock)
-    assert log[:3] == ["a", "b", "c"]  # warmup
-    assert log[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotated rounds
+    t = timing.interleave(calls, rounds=3, warmup=1, seed=5, clock=clock)
+    assert log[:3] == ["a", "b", "c"]  # warmup, in the given order
+    rounds = [log[3 + 3 * r : 6 + 3 * r] for r in range(3)]
+    assert rounds == timing.shuffled_rounds(["a", "b", "c"], 3, seed=5)
     assert t.rounds == 3
     assert t.median("b") == 2.0
     assert t.ratio("c", "a") == 4.0
+
+
+KEYS = ["sdpa", "auto", "math", "blockwise", "compat", "torch"]
+
+
+def test_shuffled_rounds_have_every_key_once_per_round():
+    orders = timing.shuffled_rounds(KEYS, 20, seed=0)
+    assert len(orders) == 20
+    for order in orders:
+        assert sorted(order) == sorted(KEYS)
+    assert timing.shuffled_rounds([], 2) == [[], []]
+
+
+def test_shuffled_rounds_are_deterministic_for_a_seed():
+    assert timing.shuffled_rounds(KEYS, 10, seed=3) == timing.shuffled_rounds(KEYS, 10, seed=3)
+    assert timing.shuffled_rounds(KEYS, 10, seed=3) != timing.shuffled_rounds(KEYS, 10, seed=4)
+
+
+def test_shuffled_rounds_change_order_and_neighbours():
+    orders = timing.shuffled_rounds(KEYS, 20, seed=0)
+    assert len({tuple(o) for o in orders}) > 10  # not one order, nor a few rotations of one
+    # Unlike in a rotation, no key always runs right after the same key.
+    before = {k: {o[i - 1] for o in orders for i in range(1, len(o)) if o[i] == k} for k in KEYS}
+    assert all(len(prev) > 1 for prev in before.values()), before
 
 
 def test_interleave_paired_ratio_cancels_drift():
