@@ -110,7 +110,7 @@ def test_binned_rejects_bad_targets(target, match):
 def test_binned_rejects_bad_config():
     with pytest.raises(ValueError, match="low must be below high"):
         Binned(10, low=1.0, high=1.0)
-    with pytest.raises(ValueError, match="num_bins must be at least 2"):
+    with pytest.raises(ValueError, match="num_bins must be an integer >= 2, got 1"):
         Binned(1, low=0.0, high=1.0)
 
 

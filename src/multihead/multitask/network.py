@@ -144,7 +144,7 @@ class MultiTaskNetwork(nn.Module):
                     f"trunk {type(trunk).__name__} has no out_features attribute; pass "
                     "features=F, the width of the features it returns"
                 )
-        self.features = _checks.require_positive_int("features", features)
+        self.features = _checks.require_int("features", features, minimum=1)
         if trunk_mask_arg is not None and not isinstance(trunk_mask_arg, str):
             raise TypeError(f"trunk_mask_arg must be a string or None, got {trunk_mask_arg!r}")
         self.trunk_mask_arg = trunk_mask_arg

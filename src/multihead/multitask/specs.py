@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Literal
 
@@ -62,12 +61,10 @@ class HeadSpec:
     likelihood: ClassVar[str] = "categorical"
 
     def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _checks.require_choice("level", self.level, LEVELS)
+        _checks.require_choice("pooling", self.pooling, POOLINGS)
         if self.hidden is not None:
-            _checks.require_positive_int("hidden", self.hidden)
+            _checks.require_int("hidden", self.hidden, minimum=1)
 
     # --- what subclasses provide -------------------------------------------------------
     @property
@@ -115,7 +112,7 @@ class HeadSpec:
     # --- shared machinery --------------------------------------------------------------
     def build(self, in_features: int) -> nn.Module:
         """The head module mapping ``(*, F)`` to ``(*, out_features)``."""
-        _checks.require_positive_int("in_features", in_features)
+        _checks.require_int("in_features", in_features, minimum=1)
         if self.hidden is None:
             return nn.Linear(in_features, self.out_features)
         return nn.Sequential(
@@ -210,9 +207,7 @@ class Classification(HeadSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _checks.require_positive_int("num_classes", self.num_classes)
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        _checks.require_int("num_classes", self.num_classes, minimum=2)
 
     @property
     def out_features(self) -> int:
@@ -299,13 +294,9 @@ class Binned(HeadSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _checks.require_positive_int("num_bins", self.num_bins)
-        if self.num_bins < 2:
-            raise ValueError(f"num_bins must be at least 2, got {self.num_bins}")
+        _checks.require_int("num_bins", self.num_bins, minimum=2)
         for arg in ("low", "high"):
-            v = getattr(self, arg)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{arg} must be a finite number, got {v!r}")
+            _checks.require_number(arg, getattr(self, arg))
         if not self.low < self.high:
             raise ValueError(f"low must be below high, got low={self.low!r}, high={self.high!r}")
 
@@ -411,13 +402,10 @@ class Regression(HeadSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _checks.require_positive_int("dim", self.dim)
+        _checks.require_int("dim", self.dim, minimum=1)
         for arg in ("low", "high"):
-            v = getattr(self, arg)
-            if v is not None and (
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-            ):
-                raise ValueError(f"{arg} must be a finite number or None, got {v!r}")
+            if getattr(self, arg) is not None:
+                _checks.require_number(arg, getattr(self, arg))
         if self.low is not None and self.high is not None and not self.low < self.high:
             raise ValueError(f"low must be below high, got low={self.low!r}, high={self.high!r}")
 
@@ -512,9 +500,8 @@ class MultiLabel(HeadSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _checks.require_positive_int("num_labels", self.num_labels)
-        if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        _checks.require_int("num_labels", self.num_labels, minimum=1)
+        _checks.require_number("threshold", self.threshold, above=0, below=1)
 
     @property
     def out_features(self) -> int:

@@ -53,24 +53,20 @@ class MLPConfig:
     layer_norm: bool = False
 
     def __post_init__(self) -> None:
-        _checks.require_positive_int("in_features", self.in_features)
-        if isinstance(self.hidden, int) or not isinstance(self.hidden, (tuple, list)):
+        _checks.require_int("in_features", self.in_features, minimum=1)
+        if not isinstance(self.hidden, (tuple, list)):
             raise TypeError(
                 f"hidden must be a tuple of layer widths, got {type(self.hidden).__name__}"
             )
         if not self.hidden:
             raise ValueError("hidden must name at least one layer width, got ()")
-        for w in self.hidden:
-            _checks.require_positive_int("hidden", w)
+        for i, w in enumerate(self.hidden):
+            _checks.require_int(f"hidden[{i}]", w, minimum=1)
         # JSON gives lists back; keep the frozen dataclass hashable and comparable.
         object.__setattr__(self, "hidden", tuple(self.hidden))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
+        _checks.require_choice("activation", self.activation, tuple(sorted(ACTIVATIONS)))
         _checks.require_probability("dropout", self.dropout)
-        if not isinstance(self.layer_norm, bool):
-            raise TypeError(f"layer_norm must be a bool, got {type(self.layer_norm).__name__}")
+        _checks.require_bool("layer_norm", self.layer_norm)
 
 
 class MLP(nn.Module):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from multihead import _checks
 from multihead.data import TASKS
 from multihead.optim import OPTIMIZERS
 
@@ -24,8 +26,8 @@ class TrainConfig:
     Attributes:
         task: ``"text"`` (byte-level corpus) or a synthetic task (``"induction"``, ``"copy"``,
             ``"reverse"``).
-        data: files or folders for ``"text"`` (None = the Python standard library sources).
-        val_fraction: share of the corpus held out for validation.
+        data: a file or folder for ``"text"`` (None = the Python standard library sources).
+        val_fraction: share of the corpus held out for validation, in (0, 0.5].
         steps: optimizer steps in total.
         batch_size: global batch B (sequences per step, summed over processes and
             accumulation steps); divisible by ``world_size * grad_accum``.
@@ -81,36 +83,31 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.task not in ("text", *TASKS):
-            raise ValueError(f"task must be one of {('text', *TASKS)}, got {self.task!r}")
+        _checks.require_choice("task", self.task, ("text", *TASKS))
+        if isinstance(self.data, os.PathLike):
+            self.data = os.fspath(self.data)  # the config is saved as JSON
+        if self.data is not None and not isinstance(self.data, str):
+            raise TypeError(f"data must be a path or None, got {self.data!r}")
+        _checks.require_number("val_fraction", self.val_fraction, above=0, maximum=0.5)
         for name in ("steps", "batch_size", "seq_len", "grad_accum", "eval_every", "log_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            _checks.require_int(name, getattr(self, name), minimum=1)
         for name in ("warmup_steps", "eval_tokens", "save_every", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+            _checks.require_int(name, getattr(self, name), minimum=0)
         for name in ("lr", "min_lr", "weight_decay", "grad_clip", "time_limit"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+            _checks.require_number(name, getattr(self, name), minimum=0)
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr={self.min_lr} must not exceed lr={self.lr}")
         for name in ("beta1", "beta2"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 <= v < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {v!r}")
+            _checks.require_number(name, getattr(self, name), minimum=0, below=1)
         if self.batch_size % self.grad_accum:
             raise ValueError(
                 f"batch_size={self.batch_size} is not divisible by grad_accum={self.grad_accum}"
             )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        _checks.require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _checks.require_choice("schedule", self.schedule, SCHEDULES)
+        for name in ("bf16", "compile"):
+            _checks.require_bool(name, getattr(self, name))
+        _checks.require_choice("device", self.device, DEVICES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

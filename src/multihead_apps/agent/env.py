@@ -44,6 +44,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from multihead import _checks
+
 SHORT, LONG = 0, 1
 REGIMES = ("bull", "bear", "chop")
 
@@ -92,47 +94,39 @@ class EnvConfig:
     ruin_equity: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "window", "leverage_bins", "risk_bins"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("horizon", "window"):
+            _checks.require_int(name, getattr(self, name), minimum=1)
         for name in ("leverage_bins", "risk_bins"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name} must be at least 2, got {getattr(self, name)}")
-        if (
-            isinstance(self.cooldown, bool)
-            or not isinstance(self.cooldown, int)
-            or self.cooldown < 0
-        ):
-            raise ValueError(f"cooldown must be a non-negative integer, got {self.cooldown!r}")
+            _checks.require_int(name, getattr(self, name), minimum=2)
+        # 0 would let a stop fire every step without ever flattening the position.
+        _checks.require_int("cooldown", self.cooldown, minimum=1)
         # JSON gives lists back; keep tuples so configs compare equal after a round trip.
         for name in ("drift", "vol", "regime_probs", "leverage_range", "risk_range"):
-            object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+                raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+            floats = tuple(_checks.require_number(f"{name}[{i}]", v) for i, v in enumerate(values))
+            object.__setattr__(self, name, floats)
         for name in ("drift", "vol", "regime_probs"):
             if len(getattr(self, name)) != len(REGIMES):
                 raise ValueError(
                     f"{name} must give one value per regime {REGIMES}, got {getattr(self, name)}"
                 )
-        if min(self.vol) <= 0:
-            raise ValueError(f"vol must be positive, got {self.vol}")
+        for i, v in enumerate(self.vol):
+            _checks.require_number(f"vol[{i}]", v, above=0)
         if min(self.regime_probs) < 0 or not math.isclose(sum(self.regime_probs), 1.0):
             raise ValueError(f"regime_probs must be a distribution, got {self.regime_probs}")
         for name in ("switch_prob", "signal_smoothing"):
-            v = getattr(self, name)
-            if not 0.0 < v <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {v!r}")
-        if self.signal_noise < 0 or self.cost < 0:
-            raise ValueError(
-                f"signal_noise and cost must be non-negative, got {self.signal_noise}, {self.cost}"
-            )
+            _checks.require_number(name, getattr(self, name), above=0, maximum=1)
+        for name in ("signal_noise", "cost"):
+            _checks.require_number(name, getattr(self, name), minimum=0)
         for name in ("leverage_range", "risk_range"):
-            lo, hi = getattr(self, name)
-            if len(getattr(self, name)) != 2 or not 0 <= lo < hi:
-                raise ValueError(f"{name} must be (low, high) with 0 <= low < high, got {lo, hi}")
+            pair = getattr(self, name)
+            if len(pair) != 2 or not 0 <= pair[0] < pair[1]:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low < high, got {pair}")
         if self.risk_range[1] > 1.0:
             raise ValueError(f"risk_range must lie within [0, 1], got {self.risk_range}")
-        if not 0.0 < self.ruin_equity < 1.0:
-            raise ValueError(f"ruin_equity must be in (0, 1), got {self.ruin_equity!r}")
+        _checks.require_number("ruin_equity", self.ruin_equity, above=0, below=1)
 
     @property
     def obs_dim(self) -> int:

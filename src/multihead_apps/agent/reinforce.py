@@ -63,19 +63,23 @@ class ReinforceConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _checks.require_positive_int("iterations", self.iterations)
-        _checks.require_positive_int("num_envs", self.num_envs)
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {self.gamma!r}")
+        _checks.require_int("iterations", self.iterations, minimum=1)
+        _checks.require_int("num_envs", self.num_envs, minimum=1)
+        _checks.require_number("gamma", self.gamma, minimum=0, maximum=1)
         for name in ("lr", "reward_scale", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+            _checks.require_number(name, getattr(self, name), above=0)
         for name in ("entropy_coef", "value_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            _checks.require_number(name, getattr(self, name), minimum=0)
+        if not isinstance(self.hidden, (tuple, list)):
+            raise TypeError(
+                f"hidden must be a tuple of layer widths, got {type(self.hidden).__name__}"
+            )
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not self.hidden:
+            raise ValueError("hidden must name at least one layer width, got ()")
+        for i, width in enumerate(self.hidden):
+            _checks.require_int(f"hidden[{i}]", width, minimum=1)
+        _checks.require_int("seed", self.seed, minimum=0)
 
 
 @dataclass

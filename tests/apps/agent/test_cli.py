@@ -66,7 +66,7 @@ def test_bad_input_gives_one_line_errors(tmp_path, capsys, agent_only):
     assert "multihead agent: error: checkpoint directory" in capsys.readouterr().err
     code = cli.main(["agent", "train", "--out", str(tmp_path / "x"), "--iterations", "0"])
     assert code == 2
-    assert "iterations must be a positive integer, got 0" in capsys.readouterr().err
+    assert "iterations must be an integer >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["agent", "train", "--out", str(tmp_path), "--hidden", "a,b"])
     assert "--hidden must be comma-separated" in capsys.readouterr().err

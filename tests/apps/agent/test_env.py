@@ -134,7 +134,7 @@ def test_observation_partly_reveals_the_regime():
 
 
 def test_bad_config_and_actions():
-    with pytest.raises(ValueError, match="horizon must be a positive integer"):
+    with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
         EnvConfig(horizon=0)
     with pytest.raises(ValueError, match="regime_probs must be a distribution"):
         EnvConfig(regime_probs=(0.5, 0.5, 0.5))
@@ -150,3 +150,17 @@ def test_bad_config_and_actions():
         env.step(np.array([2, 0, 0]))
     with pytest.raises(ValueError, match="is not in MultiDiscrete"):
         env.step(np.array([0, 0]))
+
+
+def test_config_errors_follow_the_dialect():
+    with pytest.raises(TypeError, match=r"horizon must be an integer >= 1, got 2.5 \(float\)"):
+        EnvConfig(horizon=2.5)
+    with pytest.raises(ValueError, match="cooldown must be an integer >= 1, got 0"):
+        EnvConfig(cooldown=0)
+    with pytest.raises(TypeError, match=r"vol\[1\] must be a finite number, got 'x'"):
+        EnvConfig(vol=(0.01, "x", 0.02))
+    with pytest.raises(ValueError, match=r"vol\[0\] must be a finite number > 0, got 0.0"):
+        EnvConfig(vol=(0.0, 0.01, 0.02))
+    with pytest.raises(ValueError, match=r"switch_prob must be a finite number in \(0, 1\]"):
+        EnvConfig(switch_prob=0.0)
+    assert EnvConfig(drift=[0, 0, 0]).drift == (0.0, 0.0, 0.0)  # JSON lists become tuples

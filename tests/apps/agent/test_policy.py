@@ -190,3 +190,22 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"multihead_apps.agent.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        ({"iterations": 0}, ValueError, "iterations must be an integer >= 1, got 0"),
+        ({"num_envs": 2.0}, TypeError, r"num_envs must be an integer >= 1, got 2.0 \(float\)"),
+        ({"gamma": 1.5}, ValueError, r"gamma must be a finite number in \[0, 1\], got 1.5"),
+        ({"lr": 0.0}, ValueError, "lr must be a finite number > 0, got 0.0"),
+        ({"lr": "fast"}, TypeError, "lr must be a finite number > 0, got 'fast'"),
+        ({"entropy_coef": -0.1}, ValueError, "entropy_coef must be a finite number >= 0"),
+        ({"hidden": (16, 0)}, ValueError, r"hidden\[1\] must be an integer >= 1, got 0"),
+        ({"hidden": 16}, TypeError, "hidden must be a tuple of layer widths, got int"),
+        ({"seed": True}, TypeError, r"seed must be an integer >= 0, got True \(bool\)"),
+    ],
+)
+def test_reinforce_config_errors_follow_the_dialect(kw, error, message):
+    with pytest.raises(error, match=message):
+        ReinforceConfig(**kw)
