@@ -171,8 +171,21 @@ def _target(out: list[Target], text: str, check) -> None:
 def evaluate_targets(run: RunResult) -> list[Target]:
     """Every target of the benchmark issue, with the measured value and met / not met."""
     out: list[Target] = []
+    for add in (
+        _matmul_targets,
+        _sdpa_targets,
+        _t8192_targets,
+        _weights_targets,
+        _window_targets,
+        _gqa_targets,
+        _tutorial_targets,
+    ):
+        add(run, out)
+    return out
 
-    # Fraction of the same-run matmul rate.
+
+def _matmul_targets(run: RunResult, out: list[Target]) -> None:
+    """Fraction of the same-run matmul rate."""
     for case, name in (("b8-t256", "B8 T256"), ("t2048", "B1 T2048")):
         for direction, need in ((FWD, 0.85), (FWD_BWD, 0.75)):
 
@@ -187,6 +200,10 @@ def evaluate_targets(run: RunResult) -> list[Target]:
             text = f"{DIRECTION_TITLE[direction]} >= {need:.0%} of torch.mm at {name} (auto)"
             _target(out, text, frac)
 
+
+def _sdpa_targets(run: RunResult, out: list[Target]) -> None:
+    """Never slower than SDPA + Linear."""
+
     def vs_sdpa():
         ratios, worst, detail = _worst_ratio(run, AUTO, REFERENCE, "no case measured both")
         detail = f"worst {detail}"
@@ -197,7 +214,9 @@ def evaluate_targets(run: RunResult) -> list[Target]:
 
     _target(out, "never > 5 % slower than SDPA + Linear (auto, every case and direction)", vs_sdpa)
 
-    # T=8192: memory against SDPA; the compat module against torch's eval fast path.
+
+def _t8192_targets(run: RunResult, out: list[Target]) -> None:
+    """T=8192: memory against SDPA; the compat module against torch's eval fast path."""
     for case in ("t8192", "t8192-causal"):
 
         def mem_vs_sdpa(case=case):
@@ -220,7 +239,9 @@ def evaluate_targets(run: RunResult) -> list[Target]:
         _target(out, f"{case} compat eval >= 2x faster than torch MHA eval {nw}", compat_speed)
         _target(out, f"{case} compat eval >= 20x less memory than torch MHA eval {nw}", compat_mem)
 
-    # need_weights=True at T=2048, forward+backward.
+
+def _weights_targets(run: RunResult, out: list[Target]) -> None:
+    """need_weights=True at T=2048, forward+backward."""
     for case in ("t2048", "t2048-causal"):
 
         def weights(case=case):
@@ -231,7 +252,9 @@ def evaluate_targets(run: RunResult) -> list[Target]:
         text = f"{case} forward+backward: need_weights=True <= 1.5x need_weights=False (auto)"
         _target(out, text, weights)
 
-    # Sliding window against SDPA given the same dense mask.
+
+def _window_targets(run: RunResult, out: list[Target]) -> None:
+    """Sliding window against SDPA given the same dense mask."""
     case = "t16384-window256"
     for direction in (FWD, FWD_BWD):
 
@@ -250,7 +273,10 @@ def evaluate_targets(run: RunResult) -> list[Target]:
         _target(out, f"{head} >= 5x faster than SDPA + dense mask (auto)", win_speed)
         _target(out, f"{head} >= 10x less memory than SDPA + dense mask (auto)", win_mem)
 
-    # GQA no slower than MHA.
+
+def _gqa_targets(run: RunResult, out: list[Target]) -> None:
+    """GQA no slower than MHA."""
+
     def gqa():
         _, worst, detail = _worst_ratio(run, GQA, AUTO, "GQA not measured")
         return f"worst GQA/MHA time {detail}", worst <= 1.0
@@ -258,7 +284,9 @@ def evaluate_targets(run: RunResult) -> list[Target]:
     text = f"GQA ({GQA_KV_HEADS} KV heads) no slower than MHA (auto, every case and direction)"
     _target(out, text, gqa)
 
-    # Against the tutorial per-head model, causal, T >= 2048.
+
+def _tutorial_targets(run: RunResult, out: list[Target]) -> None:
+    """Against the tutorial per-head model, causal, T >= 2048."""
     long_causal = [
         c.name
         for c in {cr.case.name: cr.case for cr in run.results}.values()
@@ -275,7 +303,6 @@ def evaluate_targets(run: RunResult) -> list[Target]:
             return f"{s:.2f}x faster ({spread})", s >= 3.0
 
         _target(out, f"{case} {text}", tutorial)
-    return out
 
 
 def targets_table(targets: Sequence[Target]) -> str:
