@@ -10,12 +10,12 @@ breaks (the gpt-fast design).
 Two layouts:
 
 - **linear** (default): slot ``p`` holds position ``p``; ``S = max_len``. Attention runs over
-  all S slots with a causal mask on the query positions, which also hides the slots not
-  written yet.
+  all S slots; slots not written yet have position -1 and are masked.
 - **ring** (``ring=True`` with a sliding ``window``): ``S = window`` slots reused modulo the
   window, so memory stays O(window) however long the generation (the Mistral design). Slots
-  no longer map to positions, so the cache tracks each slot's position
-  (``slot_positions``) and the model masks with those.
+  no longer map to positions in order.
+
+Both track each slot's position (``slot_positions``), and the attention masks with those.
 
 Writing is apart from reading. Once per forward, before the layers run,
 :meth:`KVCache.begin` plans the write of the new tokens' positions for every layer and
@@ -46,6 +46,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -148,7 +150,9 @@ class KVCache(nn.Module):
         num_layers: one :class:`KVCacheLayer` per attention layer (``cache.layers[i]``).
         batch_size: B.
         max_len: the longest sequence (prompt + generated) the cache must hold.
-        num_kv_heads: Hkv (only the KV heads are stored, so GQA saves memory here).
+        num_kv_heads: Hkv (only the KV heads are stored, so GQA saves memory here): one
+            count for every layer, or a sequence of ``num_layers`` counts for a model whose
+            layers keep different heads (0 for a layer with no heads left).
         head_dim: D.
         window: the model's sliding window, if any. With ``ring=True`` the cache keeps only
             the last ``window`` positions.
@@ -156,8 +160,8 @@ class KVCache(nn.Module):
 
     State (tensors, so a compiled decode step sees no Python ints):
         lengths: ``(B,)`` int64, the next position of each row.
-        slot_positions: ``(B, S)`` int64, the position each slot holds (-1 = empty); used by
-            ring caches to mask, kept for linear ones too.
+        slot_positions: ``(B, S)`` int64, the position each slot holds (-1 = empty); the
+            attention masks with these positions (:meth:`key_positions`).
         limit: ``(B,)`` int64, set by :meth:`set_prompt_lengths` for one padded write.
 
     Example:
@@ -177,7 +181,7 @@ class KVCache(nn.Module):
         num_layers: int,
         batch_size: int,
         max_len: int,
-        num_kv_heads: int,
+        num_kv_heads: int | Sequence[int],
         head_dim: int,
         window: int | None = None,
         ring: bool = False,
@@ -189,10 +193,21 @@ class KVCache(nn.Module):
             ("num_layers", num_layers),
             ("batch_size", batch_size),
             ("max_len", max_len),
-            ("num_kv_heads", num_kv_heads),
             ("head_dim", head_dim),
         ):
             _checks.require_positive_int(name, value)
+        if isinstance(num_kv_heads, Sequence):
+            if len(num_kv_heads) != num_layers:
+                raise ValueError(
+                    f"num_kv_heads lists {len(num_kv_heads)} counts but num_layers={num_layers}; "
+                    "give one count per layer or a single int"
+                )
+            per_layer = [
+                _checks.require_nonnegative_int(f"num_kv_heads[{i}]", n)
+                for i, n in enumerate(num_kv_heads)
+            ]
+        else:
+            per_layer = [_checks.require_positive_int("num_kv_heads", num_kv_heads)] * num_layers
         if window is not None:
             _checks.require_positive_int("window", window)
         if ring and window is None:
@@ -205,13 +220,13 @@ class KVCache(nn.Module):
             KVCacheLayer(
                 batch_size=batch_size,
                 slots=self.slots,
-                num_kv_heads=num_kv_heads,
+                num_kv_heads=heads,
                 head_dim=head_dim,
                 ring=self.ring,
                 dtype=dtype,
                 device=device,
             )
-            for _ in range(num_layers)
+            for heads in per_layer
         )
         self.register_buffer(
             "lengths", torch.zeros(batch_size, dtype=torch.long, device=device), persistent=False
