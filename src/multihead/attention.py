@@ -8,6 +8,7 @@ heads, D head dim. Modules take and return batch-first ``(B, T, E)``; the core w
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
@@ -207,15 +208,18 @@ class MultiHeadAttention(nn.Module):
         q_size, kv_size = num_heads * head_dim, num_kv_heads * head_dim
         self._sizes = (q_size, kv_size, kv_size)
         self.packed = self.kdim == embed_dim and self.vdim == embed_dim
-        if self.packed:
-            self.in_proj = nn.Linear(embed_dim, q_size + 2 * kv_size, bias=bias, **fk)
-        else:
-            self.q_proj = nn.Linear(embed_dim, q_size, bias=bias, **fk)
-            self.k_proj = nn.Linear(self.kdim, kv_size, bias=bias, **fk)
-            self.v_proj = nn.Linear(self.vdim, kv_size, bias=bias, **fk)
-        self.out_proj = nn.Linear(
-            q_size, embed_dim, bias=bias if out_bias is None else out_bias, **fk
-        )
+        with warnings.catch_warnings():
+            # No heads: torch warns that initializing the empty projections is a no-op.
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            if self.packed:
+                self.in_proj = nn.Linear(embed_dim, q_size + 2 * kv_size, bias=bias, **fk)
+            else:
+                self.q_proj = nn.Linear(embed_dim, q_size, bias=bias, **fk)
+                self.k_proj = nn.Linear(self.kdim, kv_size, bias=bias, **fk)
+                self.v_proj = nn.Linear(self.vdim, kv_size, bias=bias, **fk)
+            self.out_proj = nn.Linear(
+                q_size, embed_dim, bias=bias if out_bias is None else out_bias, **fk
+            )
         # An OrderedDict, as torch's hook dicts: RemovableHandle holds a weak reference to it.
         self._observers: OrderedDict[int, Observer] = OrderedDict()
 
