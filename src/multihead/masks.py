@@ -223,7 +223,8 @@ class AttentionMask:
             and self.key_padding is None
             and self.allowed is None
             and self.additive is None
-            and not self.head_biases
+            # len(), not `not`: dynamo cannot trace `not` of a tuple holding a module.
+            and len(self.head_biases) == 0
         )
 
     # ------------------------------------------------------------------ validation
