@@ -132,3 +132,5 @@ def test_composition_and_checks_of_key_positions():
     with pytest.raises(ValueError, match=r"key_positions has shape \(3,\).*\(Tk,\) = \(4,\)"):
         a.check(1, 1, 2, 4, torch.device("cpu"))
     assert not masks.none().with_key_positions(kp).is_noop(1, 3)  # empty slots are masked
+    with pytest.raises(TypeError, match="key positions must be an integer tensor"):
+        masks.none().with_key_positions(torch.tensor([0.5]))

@@ -171,6 +171,13 @@ class AttentionMask:
             >>> m.render(1, 1, 1, 4)[0, 0].int()
             tensor([[1, 1, 1, 0]], dtype=torch.int32)
         """
+        if (
+            not isinstance(positions, torch.Tensor)
+            or positions.is_floating_point()
+            or (positions.dtype == torch.bool)
+        ):
+            got = positions.dtype if isinstance(positions, torch.Tensor) else type(positions)
+            raise TypeError(f"key positions must be an integer tensor (Tk,) or (B, Tk), got {got}")
         return replace(self, key_positions=positions.long())
 
     # ------------------------------------------------------------------ properties
