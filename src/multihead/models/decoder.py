@@ -265,10 +265,11 @@ class DecoderLM(nn.Module):
                     )
                 positions = torch.arange(t, device=tokens.device)  # (T,)
         x = self.embed(tokens, positions)  # (B, T, E)
-        mask = self.mask if cache is None else self._cache_mask(positions, cache)
+        if cache is not None:
+            cache.begin(positions)  # each layer's attention masks at the cache's key positions
         for i, block in enumerate(self.blocks):
             layer_cache = None if cache is None else cache.layers[i]
-            x = block(x, mask=mask, positions=positions, cache=layer_cache)
+            x = block(x, mask=self.mask, positions=positions, cache=layer_cache)
         return self.norm(x)  # (B, T, E)
 
     def hidden_states(
@@ -289,25 +290,6 @@ class DecoderLM(nn.Module):
                 "is expected (True = real token)"
             )
         return self._hidden(tokens, None, None)  # (B, T, E)
-
-    def _cache_mask(self, positions: torch.Tensor, cache: KVCache) -> AttentionMask:
-        key_pos = cache.key_positions(positions)  # (B, S) linear or (B, S + t) ring
-        if not cache.ring:
-            # Slot index = position: the structural causal (+ window, ALiBi) mask, placed at
-            # the query positions by the attention module, hides the unwritten slots.
-            return self.mask
-        # Ring: slots hold positions modulo the window, so mask with the recorded positions.
-        qp = positions if positions.dim() == 2 else positions.unsqueeze(0)  # (1|B, t)
-        qp = qp[:, None, :, None]  # (1|B, 1, t, 1)
-        kp = key_pos[:, None, None, :]  # (B, 1, 1, Tk)
-        allowed = (kp >= 0) & (kp <= qp)  # (B, 1, t, Tk)
-        if self.config.window is not None:
-            allowed = allowed & (kp > qp - self.config.window)
-        if self.embed.alibi is None:
-            return masks.dense(allowed)
-        slopes = self.embed.alibi.slopes.view(1, -1, 1, 1)  # (1, H, 1, 1)
-        bias = -slopes * (qp - kp).abs().float()  # (B, H, t, Tk)
-        return masks.dense(bias.masked_fill(~allowed, -torch.inf))
 
     # ------------------------------------------------------------------ generation
     def new_cache(self, batch_size: int, max_len: int, *, ring: bool | None = None) -> KVCache:
