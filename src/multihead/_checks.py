@@ -55,3 +55,31 @@ def require_probability(name: str, value: object) -> float:
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+# Errors that are also the exception torch raises for the same mistake. Where multihead mirrors a
+# torch API (compat.MultiheadAttention), a bad input raises one of these: our message, naming the
+# argument and what was expected, and an ``except`` clause written for torch still catches it.
+class ValueAssertionError(ValueError, AssertionError):
+    """A bad value where torch raises AssertionError (ranks, widths, mask shapes it asserts)."""
+
+
+class TypeAssertionError(TypeError, AssertionError):
+    """A bad type where torch raises AssertionError (an integer mask)."""
+
+
+class ValueRuntimeError(ValueError, RuntimeError):
+    """A bad value where torch raises RuntimeError (attn_mask shape, batch sizes, devices)."""
+
+
+class TypeRuntimeError(TypeError, RuntimeError):
+    """A bad dtype where torch raises RuntimeError (inputs, masks or parameters that differ)."""
+
+
+class ValueIndexError(ValueError, IndexError):
+    """A bad rank where torch fails indexing a dimension that is not there (IndexError)."""
+
+
+class ValueAssertionRuntimeError(ValueError, AssertionError, RuntimeError):
+    """A bad value where torch raises AssertionError on one path and RuntimeError on another
+    (its inference fast path), e.g. a key_padding_mask of the wrong shape."""
