@@ -199,3 +199,41 @@ def test_eval_without_weights_never_materializes_scores():
         ours(x, x, x, attn_mask=causal, is_causal=True, need_weights=False)
     largest = max(torch.Size(s).numel() for _, s in rec.shapes)
     assert largest < t * t, f"a {largest}-element tensor was created"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"add_bias_kv": True, "add_zero_attn": True, "kdim": 12}])
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_dropout_one_drops_every_weight_like_torch(batch_first, batched, kwargs):
+    # torch takes dropout=1.0: in training every attention weight is dropped, so the output is
+    # out_proj.bias, the weights are 0 and the inputs get zero gradients; in eval it is unused.
+    theirs, ours = _pair(batch_first=batch_first, dropout=1.0, vdim=kwargs.get("kdim"), **kwargs)
+    nn.init.normal_(theirs.out_proj.bias, std=0.1)
+    ours.load_state_dict(theirs.state_dict())
+    inputs = _inputs(batch_first, kwargs.get("kdim"), batched)
+    mask = _masks("am_and_kpm", batched)
+    for need, avg in [(False, True), (True, True), (True, False)]:
+        theirs.zero_grad()
+        ours.zero_grad()
+        _compare(theirs, ours, inputs, need_weights=need, average_attn_weights=avg, **mask)
+        out, weights = ours(*inputs, need_weights=need, average_attn_weights=avg, **mask)
+        assert torch.equal(out, ours.out_proj.bias.expand_as(out))
+        assert weights is None or not weights.any()
+    theirs.eval()
+    ours.eval()
+    _compare(theirs, ours, inputs, **mask)
+
+
+@pytest.mark.parametrize(
+    ("dropout", "error", "pattern"),
+    [
+        (1.5, ValueError, r"dropout must be in \[0, 1\], got 1.5"),
+        (-0.1, ValueError, r"dropout must be in \[0, 1\], got -0.1"),
+        (True, TypeError, "dropout must be a float in .* got bool"),
+    ],
+)
+def test_dropout_outside_0_1_is_refused_at_construction(dropout, error, pattern):
+    # torch takes these too and fails in the first training forward; we fail at once.
+    nn.MultiheadAttention(E, H, dropout=dropout)
+    with pytest.raises(error, match=pattern):
+        MultiheadAttention(E, H, dropout=dropout)
