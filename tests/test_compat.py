@@ -237,3 +237,70 @@ def test_dropout_outside_0_1_is_refused_at_construction(dropout, error, pattern)
     nn.MultiheadAttention(E, H, dropout=dropout)
     with pytest.raises(error, match=pattern):
         MultiheadAttention(E, H, dropout=dropout)
+
+
+def _nested(lengths, width=E, layout=torch.strided, requires_grad=False):
+    parts = [torch.randn(n, width) for n in lengths]
+    return torch.nested.nested_tensor(parts, layout=layout, requires_grad=requires_grad)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype")
+@pytest.mark.parametrize("weights", [(True, True), (True, False), (False, True)])
+def test_nested_matches_torchs_fast_path(weights):
+    # torch takes nested tensors only on its inference fast path: eval, no grad, batch_first,
+    # strided layout, self-attention with one tensor. Its weights are padded with zeros.
+    need, avg = weights
+    theirs, ours = _pair(batch_first=True)
+    theirs.eval()
+    ours.eval()
+    x = _nested([3, 1, 6])
+    with torch.no_grad():
+        out_t, w_t = theirs(x, x, x, need_weights=need, average_attn_weights=avg)
+        out_o, w_o = ours(x, x, x, need_weights=need, average_attn_weights=avg)
+    assert out_o.is_nested and out_o.layout == torch.strided
+    for a, b in zip(out_t.unbind(), out_o.unbind(), strict=True):
+        assert a.shape == b.shape and (a - b).abs().max() <= TOL
+    assert (w_t is None) == (w_o is None)
+    if w_t is not None:
+        assert w_o.shape == w_t.shape and (w_o - w_t).abs().max() <= TOL
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype")
+@pytest.mark.parametrize("layout", [torch.strided, torch.jagged])
+@pytest.mark.parametrize(
+    ("kwargs", "cross"),
+    [({}, False), ({}, True), ({"kdim": 12, "vdim": 12}, True), ({"add_bias_kv": True}, False)],
+)
+def test_nested_in_training_matches_one_sequence_at_a_time(layout, kwargs, cross):
+    # Beyond torch: nested inputs with gradients, in both layouts, and cross-attention with
+    # other lengths, equal to torch run on each sequence as a batch of one.
+    theirs, ours = _pair(batch_first=True, **kwargs)
+    kd = kwargs.get("kdim", E)
+    q = _nested([3, 1, 6], layout=layout, requires_grad=True)
+    kv = _nested([4, 2, 5], kd, layout=layout, requires_grad=True) if cross else q
+    out, w = ours(q, kv, kv, average_attn_weights=False)
+    assert out.is_nested and out.layout == layout
+    loss = sum(o.square().sum() for o in out.unbind()) + w.square().sum()
+    loss.backward()
+    ref_loss, leaves = 0.0, []
+    for i, (qi, ki) in enumerate(zip(q.unbind(), kv.unbind(), strict=True)):
+        qd = qi.detach()[None].requires_grad_()  # (1, L_i, E)
+        kd_ = ki.detach()[None].requires_grad_() if cross else qd  # (1, S_i, kdim)
+        leaves.append((qd, kd_))
+        out_i, w_i = theirs(qd, kd_, kd_, average_attn_weights=False)
+        assert (out.unbind()[i] - out_i[0]).abs().max() <= TOL
+        # Weights: real keys, then padding (weight 0), then the add_bias_kv column.
+        li, si, extra = qd.shape[1], kd_.shape[1], w_i.shape[-1] - kd_.shape[1]
+        pad_end = w.shape[-1] - extra
+        assert (w[i, :, :li, :si] - w_i[0, ..., :si]).abs().max() <= TOL
+        assert torch.allclose(w[i, :, :li, pad_end:], w_i[0, ..., si:], rtol=0, atol=TOL)
+        assert not w[i, :, li:].any() and not w[i, :, :, si:pad_end].any()
+        ref_loss = ref_loss + out_i.square().sum() + w_i.square().sum()
+    ref_loss.backward()
+    for i, (qd, kd_) in enumerate(leaves):
+        assert (q.grad.unbind()[i] - qd.grad[0]).abs().max() <= 1e-4
+        if cross:
+            assert (kv.grad.unbind()[i] - kd_.grad[0]).abs().max() <= 1e-4
+    params_t = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        assert (p.grad - params_t[name].grad).abs().max() <= 1e-4, name

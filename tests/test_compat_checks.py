@@ -412,3 +412,63 @@ def test_layout_hint_when_a_mask_fits_the_other_layout(batch_first):
     # A mask that fits neither layout gives no hint.
     msg = _message(ours, x, k, k, key_padding_mask=swapped.kpm(S + 1))
     assert "look like" not in msg
+
+
+def _nt(lengths=(3, 5), width=E, dtype=torch.float32):
+    return torch.nested.nested_tensor([torch.randn(n, width, dtype=dtype) for n in lengths])
+
+
+NESTED_CASES = [
+    # (name, batch_first, build() -> (args, kwargs), our message, torch's fast path takes it)
+    (
+        "batch_first=False",
+        False,
+        lambda: _same(_nt()),
+        "construct the module with batch_first",
+        False,
+    ),
+    (
+        "key_padding_mask",
+        True,
+        lambda: _same(_nt(), key_padding_mask=torch.zeros(2, 5, dtype=BOOL)),
+        "not supported with nested tensors",
+        False,
+    ),
+    (
+        "attn_mask",
+        True,
+        lambda: _same(_nt(), attn_mask=torch.zeros(5, 5, dtype=BOOL)),
+        "not supported with nested",
+        False,
+    ),
+    ("is_causal", True, lambda: _same(_nt(), is_causal=True), "not supported with nested", True),
+    (
+        "dense key and value",
+        True,
+        lambda: ((_nt(), torch.randn(2, 5, E), torch.randn(2, 5, E)), {}),
+        "key, value are not nested",
+        False,
+    ),
+    ("no sequences", True, lambda: _same(torch.nested.nested_tensor([])), "1-D nested", False),
+    ("width", True, lambda: _same(_nt(width=8)), "last dim must be embed_dim=16", False),
+    ("float64", True, lambda: _same(_nt(dtype=torch.float64)), "has dtype torch.float64", False),
+]
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype")
+@pytest.mark.parametrize("mode", ["train", "infer"])
+@pytest.mark.parametrize(
+    ("build", "batch_first", "pattern", "lenient"),
+    [pytest.param(b, bf, p, le, id=n) for n, bf, b, p, le in NESTED_CASES],
+)
+def test_nested_error_is_an_instance_of_torchs(build, batch_first, pattern, lenient, mode):
+    theirs, ours = _modules(batch_first, {}, None)
+    args, kwargs = build()
+    theirs_error = _raised(theirs, args, kwargs, mode)
+    ours_error = _raised(ours, args, kwargs, mode)
+    assert isinstance(ours_error, (ValueError, TypeError)), ours_error
+    assert re.search(pattern, str(ours_error)), str(ours_error)
+    if theirs_error is None:
+        assert lenient and mode == "infer"
+    else:
+        assert isinstance(ours_error, type(theirs_error)), (theirs_error, ours_error)

@@ -83,3 +83,7 @@ class ValueIndexError(ValueError, IndexError):
 class ValueAssertionRuntimeError(ValueError, AssertionError, RuntimeError):
     """A bad value where torch raises AssertionError on one path and RuntimeError on another
     (its inference fast path), e.g. a key_padding_mask of the wrong shape."""
+
+
+class TypeAssertionRuntimeError(TypeError, AssertionError, RuntimeError):
+    """A bad dtype where torch raises AssertionError on one path and RuntimeError on another."""

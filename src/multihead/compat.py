@@ -45,6 +45,7 @@ from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 from multihead import _checks, _compat_checks
 from multihead._checks import (  # re-exported: the exception types of bad inputs
     TypeAssertionError,
+    TypeAssertionRuntimeError,
     TypeRuntimeError,
     ValueAssertionError,
     ValueAssertionRuntimeError,
@@ -59,6 +60,7 @@ from multihead.masks import causal as causal_mask
 __all__ = [
     "MultiheadAttention",
     "TypeAssertionError",
+    "TypeAssertionRuntimeError",
     "TypeRuntimeError",
     "ValueAssertionError",
     "ValueAssertionRuntimeError",
@@ -293,7 +295,19 @@ class MultiheadAttention(nn.Module):
         vp = kp if value is key else torch.nested.to_padded_tensor(value, 0.0)  # (N, S, Ev)
         src = kp.shape[1]
         pad = torch.arange(src, device=query.device) >= k_lens[:, None]  # (N, S): True = pad
-        _compat_checks.check_inputs(self, qp, kp, vp, pad, None, False, need_weights)
+        try:
+            _compat_checks.check_inputs(self, qp, kp, vp, pad, None, False, need_weights)
+        except (ValueError, TypeError) as e:
+            # torch refuses nested inputs outside its fast path with AssertionError and fails
+            # inside it with RuntimeError: be both.
+            if isinstance(e, AssertionError) and isinstance(e, RuntimeError):
+                raise
+            both = (
+                TypeAssertionRuntimeError
+                if isinstance(e, TypeError)
+                else ValueAssertionRuntimeError
+            )
+            raise both(str(e)) from None
         out, weights = self._attend(
             qp,
             kp,
