@@ -304,3 +304,76 @@ def test_nested_in_training_matches_one_sequence_at_a_time(layout, kwargs, cross
     params_t = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
         assert (p.grad - params_t[name].grad).abs().max() <= 1e-4, name
+
+
+def _with_bias_dtype(module, dtype):
+    module.in_proj_bias = nn.Parameter(module.in_proj_bias.detach().to(dtype))
+    return module
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bias_dtype"),
+    [
+        (torch.float32, torch.float16),
+        (torch.float32, torch.bfloat16),
+        (torch.float32, torch.float64),
+        (torch.float64, torch.float16),
+    ],
+)
+@pytest.mark.parametrize("kdim", [None, 12])
+@pytest.mark.parametrize("self_attention", [True, False])
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_in_proj_bias_of_another_dtype_works_like_torch(
+    dtype, bias_dtype, kdim, self_attention, mode
+):
+    # torch (batch_first=True) adds an in_proj_bias of another dtype in the input's dtype.
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(E, H, batch_first=True, kdim=kdim, vdim=kdim, dtype=dtype)
+    nn.init.normal_(theirs.in_proj_bias)
+    ours = MultiheadAttention(E, H, batch_first=True, kdim=kdim, vdim=kdim, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
+    theirs, ours = _with_bias_dtype(theirs, bias_dtype), _with_bias_dtype(ours, bias_dtype)
+    for m in (theirs, ours):
+        m.train(mode == "train")
+    q = torch.randn(N, L, E, dtype=dtype)
+    kv = q if self_attention and kdim is None else torch.randn(N, S, kdim or E, dtype=dtype)
+    with torch.set_grad_enabled(mode == "train"):
+        for need in (True, False):
+            out_t, w_t = theirs(q, kv, kv, need_weights=need)
+            out_o, w_o = ours(q, kv, kv, need_weights=need)
+            assert out_o.dtype == out_t.dtype == dtype
+            assert (out_o - out_t).abs().max() <= TOL
+            if need:
+                assert (w_o - w_t).abs().max() <= TOL
+    if mode == "train":
+        out_t.square().sum().backward()
+        out_o.square().sum().backward()
+        b_t, b_o = theirs.in_proj_bias.grad, ours.in_proj_bias.grad
+        assert b_o.dtype == b_t.dtype == bias_dtype
+        # Summed in the input's dtype, then rounded to the bias's: a few ulps of the coarser.
+        eps = max(torch.finfo(dtype).eps, torch.finfo(bias_dtype).eps)
+        assert (b_o.double() - b_t.double()).abs().max() <= 4 * eps * b_t.abs().max()
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_in_proj_bias_of_another_dtype_works_in_every_layout(batched):
+    # torch takes it only where its linear sees a non-contiguous input (batch_first, batched);
+    # we take it in every layout, with the numbers of torch's batch_first path.
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(E, H, batch_first=True)
+    nn.init.normal_(theirs.in_proj_bias)
+    ours = MultiheadAttention(E, H)  # batch_first=False
+    ours.load_state_dict(theirs.state_dict())
+    theirs, ours = _with_bias_dtype(theirs, torch.float16), _with_bias_dtype(ours, torch.float16)
+    x = torch.randn(N, L, E) if batched else torch.randn(L, E)
+    # torch's batch_first path, with a batch of 2 for the unbatched case: its transpose must
+    # give a non-contiguous input for torch to take the bias.
+    ref = x if batched else torch.stack([x, x])  # (N, L, E)
+    out_t = theirs(ref, ref, ref)[0] if batched else theirs(ref, ref, ref)[0][0]
+    mine = x.transpose(0, 1).contiguous() if batched else x  # (L, N, E) or (L, E)
+    out_o = ours(mine, mine, mine)[0]
+    out_o = out_o.transpose(0, 1) if batched else out_o
+    assert (out_o - out_t).abs().max() <= TOL
+    plain = _with_bias_dtype(nn.MultiheadAttention(E, H), torch.float16)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        plain(mine, mine, mine)
