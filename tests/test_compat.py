@@ -377,3 +377,135 @@ def test_in_proj_bias_of_another_dtype_works_in_every_layout(batched):
     plain = _with_bias_dtype(nn.MultiheadAttention(E, H), torch.float16)
     with pytest.raises(RuntimeError, match="same dtype"):
         plain(mine, mine, mine)
+
+
+# The behaviours PyTorch's own tests check for nn.MultiheadAttention (its module-info samples
+# and test/nn/test_multihead_attention.py), checked here for the drop-in, against torch itself.
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize(
+    ("bias", "bias_kv", "zero_attn"), list(itertools.product([True, False], repeat=3))
+)
+def test_torch_module_samples(bias, bias_kv, zero_attn, batch_first, train):
+    # Unbatched (3, 3) inputs, 3 heads of width 1, key padding and a 3-D (H, L, S) mask hiding
+    # the last key: equal to torch, and to the same call on a batch of one.
+    torch.manual_seed(0)
+    kwargs = {"bias": bias, "add_bias_kv": bias_kv, "add_zero_attn": zero_attn}
+    theirs = nn.MultiheadAttention(3, 3, batch_first=batch_first, **kwargs).train(train)
+    ours = MultiheadAttention(3, 3, batch_first=batch_first, **kwargs).train(train)
+    ours.load_state_dict(theirs.state_dict())
+    hide = torch.tensor([False, False, True])
+    for kpm, am in itertools.product([None, hide], [None, hide.expand(3, 3, 3)]):
+        x = [torch.randn(3, 3) for _ in range(3)]
+        m = {"key_padding_mask": kpm, "attn_mask": am}
+        _compare(theirs, ours, x, **m)
+        one = [t.unsqueeze(0 if batch_first else 1) for t in x]
+        out1, w1 = ours(*one, key_padding_mask=None if kpm is None else kpm[None], attn_mask=am)
+        out, w = ours(*x, **m)
+        assert (out1.squeeze(0 if batch_first else 1) - out).abs().max() <= TOL
+        assert (w1[0] - w).abs().max() <= TOL
+
+
+def test_3d_attn_mask_equals_one_example_at_a_time():
+    ours = MultiheadAttention(8, 4)
+    q, k = torch.rand(8, 2, 8), torch.rand(8, 3, 8)  # (N, L, E), (N, S, E)
+    allowed = torch.randint(0, 2, (8, 2, 3)).bool()
+    allowed[..., 0] = True  # no fully masked rows
+    am = torch.zeros(8, 2, 3).masked_fill(~allowed, float("-inf"))  # float: -inf hides
+    out = ours(
+        q.transpose(0, 1),
+        k.transpose(0, 1),
+        k.transpose(0, 1),
+        attn_mask=am.repeat_interleave(4, dim=0),
+    )[0]  # (L, N, E)
+    for i in range(8):
+        qi, ki = q[i, :, None], k[i, :, None]  # (L, 1, E), (S, 1, E)
+        assert (ours(qi, ki, ki, attn_mask=am[i])[0][:, 0] - out[:, i]).abs().max() <= TOL
+
+
+def test_bias_false_removes_both_biases():
+    for m in (nn.MultiheadAttention(8, 4, bias=False), MultiheadAttention(8, 4, bias=False)):
+        assert m.in_proj_bias is None and m.out_proj.bias is None
+
+
+@pytest.mark.parametrize(("embed", "heads"), [(14, 7), (16, 8)])
+def test_both_masks_on_torchs_fast_path(embed, heads):
+    # Eval, no grad, batch_first self-attention with attn_mask and key_padding_mask: torch's
+    # fast path (taken with an even head count) and ours agree except on rows with no key left
+    # (NaN in torch, 0 in ours).
+    theirs, ours = _pair_sized(embed, heads)
+    x = torch.rand(8, 5, embed)
+    am = torch.randint(0, 2, (5, 5)).bool()
+    kpm = torch.randint(0, 2, (8, 5)).bool()
+    with torch.no_grad():
+        out_t, _ = theirs(x, x, x, attn_mask=am, key_padding_mask=kpm)
+        out_o, _ = ours(x, x, x, attn_mask=am, key_padding_mask=kpm)
+    empty = (am[None] | kpm[:, None]).all(-1)  # (N, L): rows with no key left
+    assert empty.any() and (~empty).any()
+    assert (out_t[~empty] - out_o[~empty]).abs().max() <= TOL
+    assert torch.isfinite(out_o).all()
+
+
+def _pair_sized(embed, heads, **kwargs):
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(embed, heads, batch_first=True, **kwargs).eval()
+    ours = MultiheadAttention(embed, heads, batch_first=True, **kwargs).eval()
+    ours.load_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("train", [True, False])
+def test_output_keeps_the_dtype(dtype, batch_first, train):
+    model = MultiheadAttention(32, 8, batch_first=batch_first).to(dtype).train(train)
+    q, k, v = (torch.randn(10, 4, 32, dtype=dtype) for _ in range(3))
+    with torch.set_grad_enabled(train):
+        out, _ = model(q, k, v, need_weights=False)
+    assert out.shape == q.shape and out.dtype == dtype
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"bias": False}, {"kdim": 2, "vdim": 2}], ids=["fast", "no_bias", "no_in_proj"]
+)
+def test_small_float64_modules_in_inference(kwargs):
+    theirs, ours = _pair_sized(4, 4, dtype=torch.float64, **kwargs)
+    q = torch.rand(4, 4, 4, dtype=torch.float64)
+    k = q if not kwargs.get("kdim") else torch.rand(4, 4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        out_t, w_t = theirs(q, k, k)
+        out_o, w_o = ours(q, k, k)
+    assert (out_t - out_o).abs().max() <= 1e-12 and (w_t - w_o).abs().max() <= 1e-12
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype")
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"add_bias_kv": True},
+        {"add_zero_attn": True},
+        {"add_bias_kv": True, "add_zero_attn": True},
+    ],
+)
+def test_jagged_nested_outside_torchs_fast_path(kwargs):
+    # Newer torch takes jagged inputs outside its fast path too; here they work in eval with
+    # grad enabled, under no_grad and inference_mode, without requires_grad, and with a
+    # different query, key and value, equal to torch one sequence at a time.
+    theirs, ours = _pair_sized(10, 5, **kwargs)
+    nt1 = _nested([4, 6], 10, layout=torch.jagged)
+    nt2, nt3 = _nested([7, 16], 10, layout=torch.jagged), _nested([7, 16], 10, layout=torch.jagged)
+    calls = [
+        ((nt1, nt1, nt1), torch.enable_grad),
+        ((nt1, nt2, nt3), torch.enable_grad),
+        ((nt1, nt1, nt1), torch.no_grad),
+        ((nt1, nt1, nt1), torch.inference_mode),
+    ]
+    for (q, k, v), mode in calls:
+        with mode():
+            out, _ = ours(q, k, v)
+            for i, o in enumerate(out.unbind()):
+                qi, ki, vi = (t.unbind()[i][None] for t in (q, k, v))  # (1, T_i, E)
+                assert (theirs(qi, ki, vi)[0][0] - o).abs().max() <= TOL
