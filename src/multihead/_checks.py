@@ -169,3 +169,35 @@ def require_nonnegative_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return value
+
+
+# Errors that are also the exception torch raises for the same mistake. Where multihead mirrors a
+# torch API (compat.MultiheadAttention), a bad input raises one of these: our message, naming the
+# argument and what was expected, and an ``except`` clause written for torch still catches it.
+class ValueAssertionError(ValueError, AssertionError):
+    """A bad value where torch raises AssertionError (ranks, widths, mask shapes it asserts)."""
+
+
+class TypeAssertionError(TypeError, AssertionError):
+    """A bad type where torch raises AssertionError (an integer mask)."""
+
+
+class ValueRuntimeError(ValueError, RuntimeError):
+    """A bad value where torch raises RuntimeError (attn_mask shape, batch sizes, devices)."""
+
+
+class TypeRuntimeError(TypeError, RuntimeError):
+    """A bad dtype where torch raises RuntimeError (inputs, masks or parameters that differ)."""
+
+
+class ValueIndexError(ValueError, IndexError):
+    """A bad rank where torch fails indexing a dimension that is not there (IndexError)."""
+
+
+class ValueAssertionRuntimeError(ValueError, AssertionError, RuntimeError):
+    """A bad value where torch raises AssertionError on one path and RuntimeError on another
+    (its inference fast path), e.g. a key_padding_mask of the wrong shape."""
+
+
+class TypeAssertionRuntimeError(TypeError, AssertionError, RuntimeError):
+    """A bad dtype where torch raises AssertionError on one path and RuntimeError on another."""

@@ -486,15 +486,12 @@ class MultiHeadAttention(nn.Module):
                 "(B, Tk) must match"
             )
         if query.shape[0] != key.shape[0]:
-            hint = ""
-            if query.shape[1] == key.shape[1]:
-                hint = (
-                    "; they agree along dim 1, so these look like (T, B, E) inputs, but "
-                    "MultiHeadAttention is batch-first and expects (B, T, E)"
-                )
+            # Not "these look like (T, B, E)": with Tq == Tk a real batch mismatch agrees
+            # along dim 1 too, so name the mismatch and the layout read, not a guess.
             raise ValueError(
                 f"query has shape {tuple(query.shape)} and key {tuple(key.shape)}: batch sizes "
-                f"differ{hint}"
+                f"differ ({query.shape[0]} vs {key.shape[0]}); MultiHeadAttention is "
+                "batch-first and reads (B, T, E)"
             )
 
     # ------------------------------------------------------------------ conversions
