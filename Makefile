@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch is pinned to the CPU build that lies on this machine's disk; an unpinned torch would pull
-# a multi-GB CUDA build. The package itself declares torch>=2.4.
+# a multi-GB CUDA build. The package itself declares torch>=2.9 (torch.optim.Muon).
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 

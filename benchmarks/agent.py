@@ -23,11 +23,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from multihead.agent import EnvConfig, ReinforceConfig, evaluate, format_report, train
-from multihead.agent.env import LONG, SHORT
-from multihead.agent.evaluate import PolicyActor, play
-from multihead.agent.reinforce import EVAL_SEED_START
-from multihead.heads import mean_ci
+from multihead.multitask import mean_ci
+from multihead_apps.agent import EnvConfig, ReinforceConfig, evaluate, format_report, train
+from multihead_apps.agent.env import LONG, SHORT
+from multihead_apps.agent.evaluate import PolicyActor, play
+from multihead_apps.agent.reinforce import EVAL_SEED_START
 
 
 class IndicatorRule:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from multihead.benchmark.report import write_section
 from multihead.checkpoint import load_checkpoint
 from multihead.data import ByteCorpus, decode, encode
 from multihead.models import DecoderConfig, DecoderLM, dynamic_token_nll
+from multihead_apps.bench.results import write_section
 
 HEADING = "### Byte-level LM on the standard library (`multihead train --preset small`)"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import time
 
@@ -26,8 +25,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from multihead.benchmark.report import write_section
 from multihead.models import DecoderConfig, DecoderLM
+from multihead_apps.bench.results import write_section
+from multihead_apps.bench.timing import Timings, shuffled_rounds
 
 
 class TorchTwin(nn.Module):
@@ -67,23 +67,31 @@ def train_step_time(model: nn.Module, opt, x: torch.Tensor, vocab: int) -> float
     return time.perf_counter() - t0
 
 
-def interleaved_tokens_per_s(
+def interleaved_step_times(
     opts: dict[str, tuple[nn.Module, torch.optim.Optimizer]],
     rounds: int,
     steps: int,
     batch: int,
     seq: int,
-) -> dict[str, float]:
-    """Training tokens/s of each (model, optimizer): one warm-up step each, then ``rounds``
-    rounds in which each runs ``steps`` steps in turn (best of them); median over rounds."""
+) -> Timings:
+    """Seconds per training step of each (model, optimizer): one warm-up step each, then
+    ``rounds`` rounds in a seeded random order each (the harness's order), in which each runs
+    ``steps`` steps in turn (best of them)."""
     x = torch.randint(0, 256, (batch, seq))  # (B, T) byte tokens
-    times: dict[str, list[float]] = {k: [] for k in opts}
+    samples: dict[str, list[float]] = {k: [] for k in opts}
     for m, o in opts.values():
         train_step_time(m, o, x, 256)
-    for _ in range(rounds):
-        for name, (m, o) in opts.items():
-            times[name].append(min(train_step_time(m, o, x, 256) for _ in range(steps)))
-    return {k: batch * seq / statistics.median(v) for k, v in times.items()}
+    for order in shuffled_rounds(list(opts), rounds):
+        for name in order:
+            m, o = opts[name]
+            samples[name].append(min(train_step_time(m, o, x, 256) for _ in range(steps)))
+    return Timings(samples)
+
+
+def speedup(t: Timings, fast: str, slow: str) -> tuple[float, tuple[float, float]]:
+    """How many times faster ``fast`` is: the median over rounds of slow time / fast time in
+    the same round, and the smallest and largest per-round value."""
+    return t.ratio(slow, fast), t.ratio_range(slow, fast)
 
 
 def bench_training(rounds: int, steps: int, batch: int, seq: int) -> dict:
@@ -104,12 +112,12 @@ def bench_training(rounds: int, steps: int, batch: int, seq: int) -> dict:
         "multihead": (ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
         "torch": (theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4)),
     }
-    tps = interleaved_tokens_per_s(opts, rounds, steps, batch, seq)
+    t = interleaved_step_times(opts, rounds, steps, batch, seq)
     return {
         "config": f"d_model=192, 4 layers, 6 heads, T={seq}, B={batch}",
         "params": (n_ours, n_theirs),
-        "tps": tps,
-        "ratio": tps["multihead"] / tps["torch"],
+        "tps": {k: batch * seq / t.median(k) for k in opts},
+        "ratio": speedup(t, "multihead", "torch"),
     }
 
 
@@ -122,11 +130,11 @@ def bench_backends(rounds: int, steps: int, batch: int, seq: int) -> dict:
     models["sdpa"].load_state_dict(models["math"].state_dict())
     opts = {b: (m, torch.optim.AdamW(m.parameters(), lr=1e-4)) for b, m in models.items()}
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        tps = interleaved_tokens_per_s(opts, rounds, steps, batch, seq)
+        t = interleaved_step_times(opts, rounds, steps, batch, seq)
     return {
         "config": f"d_model=192, 4 layers, 6 heads, RoPE, T={seq}, B={batch}, bf16 autocast",
-        "tps": tps,
-        "ratio": tps["math"] / tps["sdpa"],
+        "tps": {k: batch * seq / t.median(k) for k in opts},
+        "ratio": speedup(t, "math", "sdpa"),
     }
 
 
@@ -163,16 +171,22 @@ def bench_decode(rounds: int, context: int, new_tokens: int) -> dict:
         return (time.perf_counter() - t0) / new_tokens
 
     cached()
-    for _ in range(rounds):
-        times["cache"].append(cached())
-        times["recompute"].append(recompute())
-    tps = {k: 1.0 / statistics.median(v) for k, v in times.items()}
+    calls = {"cache": cached, "recompute": recompute}
+    for order in shuffled_rounds(list(calls), rounds):
+        for name in order:
+            times[name].append(calls[name]())
+    t = Timings(times)
     return {
         "config": f"d_model=192, 4 layers, 6 heads, RoPE, context {context}, "
         f"{new_tokens} new tokens, batch 1",
-        "tps": tps,
-        "ratio": tps["cache"] / tps["recompute"],
+        "tps": {k: 1.0 / t.median(k) for k in calls},
+        "ratio": speedup(t, "cache", "recompute"),
     }
+
+
+def fmt(ratio: tuple[float, tuple[float, float]], digits: int = 2) -> str:
+    r, (lo, hi) = ratio
+    return f"{r:.{digits}f}x ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
 def main() -> int:
@@ -191,16 +205,19 @@ def main() -> int:
         f"### {torch.get_num_threads()} thread(s)",
         "",
         f"`{cmd}` — torch {torch.__version__}, {platform.machine()}, "
-        f"{torch.get_num_threads()} threads, medians of {args.rounds} interleaved rounds.",
+        f"{torch.get_num_threads()} threads, medians of {args.rounds} interleaved rounds (a "
+        "seeded random order each round); ratio: the median over rounds of the per-round "
+        "speed ratio, with its smallest and largest per-round value.",
         "",
-        "| benchmark | multihead | baseline | ratio |",
+        "| benchmark | multihead | baseline | ratio (rounds) |",
         "| --- | --- | --- | --- |",
         f"| training tok/s, DecoderLM vs nn.TransformerEncoderLayer twin ({tr['config']}) "
-        f"| {tr['tps']['multihead']:,.0f} | {tr['tps']['torch']:,.0f} | {tr['ratio']:.2f}x |",
+        f"| {tr['tps']['multihead']:,.0f} | {tr['tps']['torch']:,.0f} | {fmt(tr['ratio'])} |",
         f"| training tok/s, math vs sdpa attention backend ({bk['config']}) "
-        f"| {bk['tps']['math']:,.0f} | {bk['tps']['sdpa']:,.0f} | {bk['ratio']:.2f}x |",
+        f"| {bk['tps']['math']:,.0f} | {bk['tps']['sdpa']:,.0f} | {fmt(bk['ratio'])} |",
         f"| decode tok/s, KV cache vs recompute prefix ({dec['config']}) "
-        f"| {dec['tps']['cache']:,.1f} | {dec['tps']['recompute']:,.1f} | {dec['ratio']:.1f}x |",
+        f"| {dec['tps']['cache']:,.1f} | {dec['tps']['recompute']:,.1f} "
+        f"| {fmt(dec['ratio'], 1)} |",
         "",
     ]
     text = "\n".join(lines)

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from multihead.heads import (
+from multihead.multitask import (
     MLP,
     Classification,
     MultiTaskNetwork,

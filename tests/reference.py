@@ -22,8 +22,11 @@ def allowed_matrix(
     window: int | None = None,
     key_lengths: list[int] | None = None,
     query_positions: torch.Tensor | None = None,
+    key_positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Bool ``(B, 1, Tq, Tk)``, True = may attend, from the definitions in masks.py's docs."""
+    """Bool ``(B, 1, Tq, Tk)``, True = may attend, from the definitions in masks.py's docs.
+    ``key_positions`` ``(Tk,)`` or ``(B, Tk)`` place key j at that position (negative = empty
+    slot, never attended) instead of at j."""
     out = torch.ones(batch, 1, q_len, k_len, dtype=torch.bool)
     for b in range(batch):
         for i in range(q_len):
@@ -32,19 +35,34 @@ def allowed_matrix(
                 qp = int(qp)
             else:
                 qp = i + (k_len - q_len if align == "bottom_right" else 0)
-            lo, hi = 0, k_len  # keys [lo, hi)
-            if causal:
-                hi = min(hi, qp + 1)
-            if window is not None:
-                lo = max(lo, qp - window + 1)
-                if not causal:
-                    hi = min(hi, qp + window)
-            if key_lengths is not None:
-                hi = min(hi, key_lengths[b])
-            row = torch.zeros(k_len, dtype=torch.bool)
-            if hi > lo:
-                row[max(lo, 0) : hi] = True
-            out[b, 0, i] = row
+            for j in range(k_len):
+                kp = j
+                if key_positions is not None:
+                    kp = int(key_positions[b, j] if key_positions.dim() == 2 else key_positions[j])
+                ok = kp >= 0
+                if causal:
+                    ok = ok and kp <= qp
+                if window is not None:
+                    ok = ok and kp > qp - window
+                    if not causal:
+                        ok = ok and kp < qp + window
+                if key_lengths is not None:
+                    ok = ok and j < key_lengths[b]
+                out[b, 0, i, j] = ok
+    return out
+
+
+def alibi_bias(slopes: list[float], q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+    """ALiBi from its definition (Press et al. 2022): ``-slope_h * |q - k|``, float64
+    ``(B, H, Tq, Tk)`` for positions ``(B, Tq)`` and ``(B, Tk)``."""
+    b, tq = q_pos.shape
+    tk = k_pos.shape[1]
+    out = torch.zeros(b, len(slopes), tq, tk, dtype=torch.float64)
+    for r in range(b):
+        for h, s in enumerate(slopes):
+            for i in range(tq):
+                for j in range(tk):
+                    out[r, h, i, j] = -s * abs(int(q_pos[r, i]) - int(k_pos[r, j]))
     return out
 
 

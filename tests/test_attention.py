@@ -224,9 +224,19 @@ def test_bad_forward_input():
         mha(torch.randn(2, 5, 12), torch.randn(2, 5, 8))
     with pytest.raises(ValueError, match="last dim must be kdim=8"):
         mha(torch.randn(2, 5, 16), torch.randn(2, 5, 16))
-    with pytest.raises(ValueError, match=r"look like \(T, B, E\).*expects \(B, T, E\)"):
+    with pytest.raises(ValueError, match=r"differ \(10 vs 20\).*batch-first and reads \(B, T, E\)"):
         mha(torch.randn(10, 32, 16), torch.randn(20, 32, 8))
     with pytest.raises(ValueError, match=r"\(B, Tk\) must match"):
         mha(torch.randn(2, 5, 16), torch.randn(2, 5, 8), torch.randn(2, 6, 8))
     with pytest.raises(ValueError, match=r"mask \(bool\) has shape \(5, 5\)"):
         mha(torch.randn(2, 5, 16), torch.randn(2, 6, 8), mask=torch.ones(5, 5, dtype=torch.bool))
+
+
+def test_batch_mismatch_with_equal_lengths_is_not_called_a_layout_swap():
+    # Tq == Tk: the batch dims differ and dim 1 agrees, as (T, B, E) inputs would, but so does
+    # a plain batch mismatch; the error names the mismatch, not a guess at the layout.
+    mha = MultiHeadAttention(16, 4, kdim=8, vdim=8)
+    with pytest.raises(ValueError) as err:
+        mha(torch.randn(3, 5, 16), torch.randn(2, 5, 8))
+    assert "batch sizes differ (3 vs 2)" in str(err.value)
+    assert "look like" not in str(err.value)

@@ -1,5 +1,5 @@
 """The Python examples in docs/models.md run as written (docs/attention.md is a doctest
-collected by pytest; docs/heads.md is run by tests/heads/test_heads_docs.py)."""
+collected by pytest; docs/multitask.md is run by tests/multitask/test_docs.py)."""
 
 
 def test_models_docs_examples_run(run_doc_examples):

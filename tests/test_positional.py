@@ -139,3 +139,50 @@ def test_learned_positions_shapes():
     pe = LearnedPositions(10, 4)
     assert pe(torch.arange(3)).shape == (3, 4)
     assert pe(torch.arange(6).view(2, 3)).shape == (2, 3, 4)
+
+
+def test_alibi_slopes_are_a_saved_per_head_buffer():
+    alibi = ALiBi(4)
+    assert "slopes" in alibi.state_dict()
+    other = ALiBi(slopes=[0.0, 0.0, 0.0, 0.0])
+    other.load_state_dict(alibi.state_dict())
+    assert torch.equal(other.slopes, alibi_slopes(4))
+    assert alibi.double().slopes.dtype == torch.float64  # moves with the module
+
+
+def test_alibi_from_explicit_slopes_and_its_errors():
+    alibi = ALiBi(slopes=torch.tensor([0.5, 0.125, 1.0]))
+    assert alibi.num_heads == 3
+    b = alibi(torch.tensor([[2]]), torch.tensor([0]), torch.float64)  # (1, H, 1, 1)
+    assert b.flatten().tolist() == [-1.0, -0.25, -2.0]
+    with pytest.raises(ValueError, match="needs num_heads or explicit slopes"):
+        ALiBi()
+    with pytest.raises(ValueError, match="num_heads=2 but 3 slopes"):
+        ALiBi(2, slopes=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="finite 1-D"):
+        ALiBi(slopes=[[1.0]])
+    with pytest.raises(ValueError, match="num_heads must be a positive integer"):
+        ALiBi(0)
+
+
+def test_alibi_select_heads_keeps_each_heads_slope():
+    alibi = ALiBi(8)
+    before = alibi.slopes.clone()
+    assert alibi.select_heads(torch.tensor([5, 0, 7])) is alibi
+    assert torch.equal(alibi.slopes, before[[5, 0, 7]]) and alibi.num_heads == 3
+    assert "slopes" in alibi.state_dict()  # still a buffer
+    assert alibi.select_heads(torch.tensor([], dtype=torch.long)).num_heads == 0
+    with pytest.raises(ValueError, match=r"head numbers in \[0, 0\)"):
+        alibi.select_heads(torch.tensor([0]))
+
+
+def test_alibi_takes_per_example_key_positions():
+    alibi = ALiBi(2)
+    q_pos = torch.tensor([[4], [1]])  # (B, tq)
+    k_pos = torch.tensor([[0, 4, 6], [1, 0, -1]])  # (B, tk)
+    got = alibi(q_pos, k_pos, torch.float64)  # (B, H, tq, tk)
+    for b in range(2):
+        for h, slope in enumerate(alibi.slopes.tolist()):
+            for j in range(3):
+                exp = -slope * abs(int(q_pos[b, 0]) - int(k_pos[b, j]))
+                assert math.isclose(got[b, h, 0, j].item(), exp, rel_tol=1e-12)

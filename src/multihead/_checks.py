@@ -57,13 +57,57 @@ def require_probability(name: str, value: object) -> float:
     return float(value)
 
 
-def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    """An integer (not a bool), at least ``minimum`` when given."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+# ---------------------------------------------------------------------- config values
+# One dialect for every config's __post_init__: TypeError when the value has the wrong type
+# (a bool where a number is expected, a string where an integer is), ValueError when it has
+# the right type but lies outside what is allowed.
+
+
+def require_bool(name: str, value: object) -> bool:
+    """``value`` itself if it is a bool (1, "yes" and None are not).
+
+    >>> require_bool("bf16", "no")
+    Traceback (most recent call last):
+    ...
+    TypeError: bf16 must be a bool (True or False), got 'no' (str)
+    """
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})"
+        )
     return value
+
+
+def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """``value`` itself if it is an int (not a bool) of at least ``minimum``.
+
+    >>> require_int("steps", 0, minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: steps must be an integer >= 1, got 0
+    """
+    wanted = "an integer" + ("" if minimum is None else f" >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {wanted}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return value
+
+
+def _bounds(minimum, above, maximum, below) -> str:
+    """The allowed range in words: " >= 0", " > 0", " in [0, 1)" and the like."""
+    low = None if minimum is None and above is None else ("[", minimum, ">=")
+    if above is not None:
+        low = ("(", above, ">")
+    high = None if maximum is None and below is None else ("]", maximum, "<=")
+    if below is not None:
+        high = (")", below, "<")
+    if low and high:
+        return f" in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low or high:
+        _, bound, op = low or high
+        return f" {op} {bound:g}"
+    return ""
 
 
 def require_number(
@@ -71,32 +115,89 @@ def require_number(
     value: object,
     *,
     minimum: float | None = None,
+    above: float | None = None,
     maximum: float | None = None,
+    below: float | None = None,
     finite: bool = True,
 ) -> float:
-    """A real number (int or float, not a bool) in ``[minimum, maximum]``; finite unless
-    ``finite=False``. Returns it as a float."""
+    """``value`` as a float if it is a real number (an int or float, not a bool) that is
+    ``>= minimum``, ``> above``, ``<= maximum`` and ``< below`` (each bound optional), and
+    finite unless ``finite=False`` (NaN is never allowed).
+
+    >>> require_number("beta1", 1.0, minimum=0, below=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: beta1 must be a finite number in [0, 1), got 1.0
+    >>> require_number("lr", float("inf"), minimum=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be a finite number >= 0, got inf
+    """
+    import math
+
+    kind = "a finite number" if finite else "a number"
+    wanted = kind + _bounds(minimum, above, maximum, below)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be {wanted}, got {value!r} ({type(value).__name__})")
     v = float(value)
-    if v != v or (finite and v in (float("inf"), float("-inf"))):  # NaN, or +-inf
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    if maximum is not None and v > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    if (
+        math.isnan(v)
+        or (finite and math.isinf(v))
+        or (minimum is not None and not v >= minimum)
+        or (above is not None and not v > above)
+        or (maximum is not None and not v <= maximum)
+        or (below is not None and not v < below)
+    ):
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return v
 
 
-def require_choice(name: str, value: object, choices: tuple | list) -> object:
-    """One of ``choices``."""
+def require_choice(name: str, value: object, choices: tuple) -> object:
+    """``value`` itself if it is one of ``choices``.
+
+    >>> require_choice("schedule", "step", ("cosine", "linear"))
+    Traceback (most recent call last):
+    ...
+    ValueError: schedule must be one of ('cosine', 'linear'), got 'step'
+    """
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
 
 
-def require_bool(name: str, value: object) -> bool:
-    """A real bool (``1`` or ``"yes"`` is refused rather than guessed)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+def require_nonnegative_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return value
+
+
+# Errors that are also the exception torch raises for the same mistake. Where multihead mirrors a
+# torch API (compat.MultiheadAttention), a bad input raises one of these: our message, naming the
+# argument and what was expected, and an ``except`` clause written for torch still catches it.
+class ValueAssertionError(ValueError, AssertionError):
+    """A bad value where torch raises AssertionError (ranks, widths, mask shapes it asserts)."""
+
+
+class TypeAssertionError(TypeError, AssertionError):
+    """A bad type where torch raises AssertionError (an integer mask)."""
+
+
+class ValueRuntimeError(ValueError, RuntimeError):
+    """A bad value where torch raises RuntimeError (attn_mask shape, batch sizes, devices)."""
+
+
+class TypeRuntimeError(TypeError, RuntimeError):
+    """A bad dtype where torch raises RuntimeError (inputs, masks or parameters that differ)."""
+
+
+class ValueIndexError(ValueError, IndexError):
+    """A bad rank where torch fails indexing a dimension that is not there (IndexError)."""
+
+
+class ValueAssertionRuntimeError(ValueError, AssertionError, RuntimeError):
+    """A bad value where torch raises AssertionError on one path and RuntimeError on another
+    (its inference fast path), e.g. a key_padding_mask of the wrong shape."""
+
+
+class TypeAssertionRuntimeError(TypeError, AssertionError, RuntimeError):
+    """A bad dtype where torch raises AssertionError on one path and RuntimeError on another."""

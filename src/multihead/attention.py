@@ -2,20 +2,28 @@
 
 Legend: B batch, T / Tq / Tk sequence lengths, E embedding width, Hq query heads, Hkv key/value
 heads, D head dim. Modules take and return batch-first ``(B, T, E)``; the core works on
-``(B, H, T, D)``.
+``(B, H, T, D)``. Mask polarity: True = may attend.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-from multihead import _checks
+from multihead import _checks, module_conversions, selection
 from multihead.functional import attention, check_backend_name
-from multihead.masks import AttentionMask, as_mask
+from multihead.masks import AttentionMask, HeadBias, as_mask
+from multihead.masks import bias as bias_mask
 from multihead.masks import causal as causal_mask
+from multihead.observation import AttentionPoints, Observer
+from multihead.projection import merge_heads, project_packed, split_heads
 from multihead.roles import MATRIX, RESIDUAL, Role
 
 
@@ -27,51 +35,21 @@ class PositionalRotation(Protocol):
 
 
 class KVCacheLayer(Protocol):
-    """One layer's KV cache. ``update`` writes new keys/values ``(B, Hkv, t, D)`` at
-    ``positions`` ``(t,)`` and returns every cached key/value ``(B, Hkv, Tmax, D)``; keys
-    past the write position are excluded by the causal mask that goes with them."""
+    """One layer's KV cache (see :class:`multihead.cache.KVCacheLayer`), written apart from
+    read: the owner of the cache plans each forward's write beforehand
+    (:meth:`multihead.cache.KVCache.begin`).
+
+    ``key_positions()`` is a pure read: the positions ``(B, Tk)`` int64 of the keys that
+    ``update`` returns, -1 for an empty slot (never attended). ``update(k, v, positions)``
+    writes the new keys/values ``(B, Hkv, t, D)`` of the queries at ``positions`` ``(t,)`` or
+    ``(B, t)`` and returns every key/value to attend to, ``(B, Hkv, Tk, D)``.
+    """
+
+    def key_positions(self) -> torch.Tensor: ...
 
     def update(
         self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """``(B, T, H*D)`` -> ``(B, H, T, D)`` (a view)."""
-    b, t, hd = x.shape
-    return x.view(b, t, heads, hd // heads).transpose(1, 2)  # (B, H, T, D)
-
-
-def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, T, D)`` -> ``(B, T, H*D)``."""
-    b, h, t, d = x.shape
-    return x.transpose(1, 2).reshape(b, t, h * d)  # (B, T, H*D)
-
-
-def project_packed(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    sizes: tuple[int, int, int],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Project q, k, v with one packed ``[W_q; W_k; W_v]`` weight ``(sum(sizes), E)``.
-
-    Self-attention (query is key is value) is one matmul; key is value (encoder-decoder
-    attention) is two; otherwise three, each with its slice of the weight (views, no copies).
-    """
-    nq, nk, nv = sizes
-    if query is key and key is value:
-        return nn.functional.linear(query, weight, bias).split(sizes, dim=-1)
-    w_q, w_k, w_v = weight.split(sizes, dim=0)
-    b_q, b_k, b_v = bias.split(sizes) if bias is not None else (None, None, None)
-    q = nn.functional.linear(query, w_q, b_q)
-    if key is value:
-        kv_bias = bias[nq:] if bias is not None else None
-        k, v = nn.functional.linear(key, weight[nq:], kv_bias).split((nk, nv), dim=-1)
-        return q, k, v
-    return q, nn.functional.linear(key, w_k, b_k), nn.functional.linear(value, w_v, b_v)
 
 
 class MultiHeadAttention(nn.Module):
@@ -79,8 +57,11 @@ class MultiHeadAttention(nn.Module):
 
     Args:
         embed_dim: model width E.
-        num_heads: query heads Hq; must divide E unless ``head_dim`` is given.
-        num_kv_heads: key/value heads Hkv (default Hq). Hkv divides Hq: GQA, or MQA with 1.
+        num_heads: query heads Hq; must divide E unless ``head_dim`` is given. 0 is allowed
+            with an explicit ``head_dim`` (a layer whose heads were all selected away: its
+            output is ``out_proj``'s bias).
+        num_kv_heads: key/value heads Hkv (default Hq). Hkv divides Hq (GQA, or MQA with 1)
+            unless ``kv_index`` gives the groups.
         head_dim: D (default E / Hq).
         kdim, vdim: widths of key and value inputs for cross-attention (default E).
         bias: biases on the input projections.
@@ -91,11 +72,23 @@ class MultiHeadAttention(nn.Module):
         backend: attention backend, ``"auto"`` or a registered name (see
             :mod:`multihead.backends`).
         rotary: optional position rotation applied to q and k (e.g. RoPE).
+        kv_index: the KV head of each query head, ``Hq`` ids in ``[0, Hkv)`` each KV head
+            used at least once, for uneven groups (e.g. after :meth:`select_heads`); default:
+            uniform groups, query head ``h`` reads KV head ``h // (Hq / Hkv)``. Uneven groups
+            expand K/V per query head for the core; a cache still stores Hkv heads.
+        position_bias: a per-head additive score bias computed from positions (a
+            :class:`~multihead.masks.HeadBias` with ``num_heads`` 1 or Hq, e.g.
+            :class:`~multihead.positional.ALiBi`), added to every call's mask as
+            ``masks.bias(position_bias)``. A module (ALiBi's slopes) is registered as a
+            submodule, so its per-head buffers are saved and :meth:`select_heads` slices them.
 
     Parameters: with ``kdim == vdim == E`` one packed ``in_proj`` (``[W_q; W_k; W_v]``, so
     self-attention is a single matmul), else ``q_proj``, ``k_proj``, ``v_proj``; and
     ``out_proj``. ``W_Q``, ``W_K``, ``W_V`` ``(H, E, D)`` and ``W_O`` ``(H, D, E)`` are per-head
     *views* of those weights.
+
+    Observation: :meth:`add_observer` registers a function called with the
+    :class:`~multihead.observation.AttentionPoints` of every forward.
 
     Example:
         >>> import torch
@@ -106,6 +99,8 @@ class MultiHeadAttention(nn.Module):
         >>> out.shape, w.shape, mha.W_Q.shape
         (torch.Size([2, 10, 64]), torch.Size([2, 8, 10, 10]), torch.Size([8, 64, 8]))
     """
+
+    kv_index: torch.Tensor | None
 
     def __init__(
         self,
@@ -122,27 +117,32 @@ class MultiHeadAttention(nn.Module):
         drophead: float = 0.0,
         backend: str = "auto",
         rotary: PositionalRotation | None = None,
+        kv_index: Sequence[int] | torch.Tensor | None = None,
+        position_bias: HeadBias | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         _checks.require_positive_int("embed_dim", embed_dim)
-        _checks.require_positive_int("num_heads", num_heads)
-        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-        _checks.require_positive_int("num_kv_heads", num_kv_heads)
-        if num_heads % num_kv_heads:
-            raise ValueError(
-                f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads} "
-                "(each KV head serves num_heads / num_kv_heads query heads)"
-            )
         if head_dim is None:
+            _checks.require_positive_int("num_heads", num_heads)
             if embed_dim % num_heads:
                 raise ValueError(
                     f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
                     "choose a divisor or pass head_dim"
                 )
             head_dim = embed_dim // num_heads
+        _checks.require_nonnegative_int("num_heads", num_heads)
         _checks.require_positive_int("head_dim", head_dim)
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_heads == 0:
+            if num_kv_heads != 0:
+                raise ValueError(
+                    f"num_kv_heads={num_kv_heads} but num_heads=0: a KV head needs at least "
+                    "one query head"
+                )
+        else:
+            _checks.require_positive_int("num_kv_heads", num_kv_heads)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -153,19 +153,38 @@ class MultiHeadAttention(nn.Module):
         self.drophead = _checks.require_probability("drophead", drophead)
         self.backend = check_backend_name(backend)
         self.rotary = rotary
+        if position_bias is not None:
+            bias_mask(position_bias)  # validates the HeadBias protocol
+            if position_bias.num_heads not in (1, num_heads):
+                raise ValueError(
+                    f"position_bias has num_heads={position_bias.num_heads} but the module has "
+                    f"num_heads={num_heads}; expected 1 (shared) or one per query head"
+                )
+        self.position_bias = position_bias
+        # Not persistent: the map is configuration (the constructor's argument), not state.
+        self.register_buffer(
+            "kv_index",
+            selection.check_kv_index(kv_index, num_heads, num_kv_heads, device),
+            persistent=False,
+        )
         fk = {"device": device, "dtype": dtype}
         q_size, kv_size = num_heads * head_dim, num_kv_heads * head_dim
         self._sizes = (q_size, kv_size, kv_size)
         self.packed = self.kdim == embed_dim and self.vdim == embed_dim
-        if self.packed:
-            self.in_proj = nn.Linear(embed_dim, q_size + 2 * kv_size, bias=bias, **fk)
-        else:
-            self.q_proj = nn.Linear(embed_dim, q_size, bias=bias, **fk)
-            self.k_proj = nn.Linear(self.kdim, kv_size, bias=bias, **fk)
-            self.v_proj = nn.Linear(self.vdim, kv_size, bias=bias, **fk)
-        self.out_proj = nn.Linear(
-            q_size, embed_dim, bias=bias if out_bias is None else out_bias, **fk
-        )
+        with warnings.catch_warnings():
+            # No heads: torch warns that initializing the empty projections is a no-op.
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            if self.packed:
+                self.in_proj = nn.Linear(embed_dim, q_size + 2 * kv_size, bias=bias, **fk)
+            else:
+                self.q_proj = nn.Linear(embed_dim, q_size, bias=bias, **fk)
+                self.k_proj = nn.Linear(self.kdim, kv_size, bias=bias, **fk)
+                self.v_proj = nn.Linear(self.vdim, kv_size, bias=bias, **fk)
+            self.out_proj = nn.Linear(
+                q_size, embed_dim, bias=bias if out_bias is None else out_bias, **fk
+            )
+        # An OrderedDict, as torch's hook dicts: RemovableHandle holds a weak reference to it.
+        self._observers: OrderedDict[int, Observer] = OrderedDict()
 
     # ------------------------------------------------------------------ per-head views
     def _weight(self, which: int) -> torch.Tensor:
@@ -220,6 +239,74 @@ class MultiHeadAttention(nn.Module):
         b = self._bias(2)
         return None if b is None else b.view(self.num_kv_heads, self.head_dim)  # (Hkv, D)
 
+    @property
+    def scale(self) -> float:
+        """The score scale ``1 / sqrt(D)`` (the core's default, computed the same way)."""
+        return 1.0 / math.sqrt(self.head_dim)
+
+    def kv_heads_of_queries(self) -> list[int]:
+        """The KV head of each query head, ``Hq`` ids (the uniform map when ``kv_index`` is
+        None)."""
+        if self.kv_index is not None:
+            return self.kv_index.tolist()
+        return selection.uniform_kv_map(self.num_heads, self.num_kv_heads)
+
+    # ------------------------------------------------------------------ heads
+    def select_heads(
+        self,
+        query_heads: Sequence[int] | torch.Tensor,
+        kv_heads: Sequence[int] | torch.Tensor | None = None,
+    ) -> MultiHeadAttention:
+        """Keep only the listed heads, in place; returns the module. The one place in
+        multihead that slices head weights (pruning, tensor parallelism and conversion use it).
+
+        Args:
+            query_heads: the query heads to keep, as current ids in ``[0, Hq)``, in the order
+                they take in the new module (a reordering is allowed). May be empty: the
+                module then outputs ``out_proj``'s bias (callers such as pruning refuse
+                that unless asked).
+            kv_heads: the KV heads to keep, current ids in ``[0, Hkv)`` in their new order;
+                default: those the kept query heads read, in order of first use. Every kept
+                query head's KV head must be kept and every kept KV head must keep a query
+                head.
+
+        Slices the rows of W_Q (and W_K, W_V) in the packed ``in_proj`` or in ``q_proj``/
+        ``k_proj``/``v_proj``, their biases, the columns of ``out_proj`` (its bias is
+        unchanged), and the per-head state of injected parts: a part whose ``num_heads``
+        equals Hq (or that has no ``num_heads``) and implements ``select_heads(index)``
+        (``index`` ``(Hq',)`` int64, e.g. ALiBi's slopes) is replaced by a sliced copy, so a
+        part shared with other layers is left alone. ``num_heads``, ``num_kv_heads``,
+        ``kv_index`` and the views ``W_Q``... follow. Groups that become uneven set
+        ``kv_index``. Parameters are new tensors: rebuild an optimizer afterwards.
+
+        Raises:
+            TypeError: ids that are not integers; a per-head part without ``select_heads``.
+            ValueError: ids out of range or repeated, a kept query head whose KV head is
+                dropped, a kept KV head without query heads. Nothing changes on error.
+
+        Example:
+            >>> import torch
+            >>> mha = MultiHeadAttention(16, 4, num_kv_heads=2)
+            >>> x = torch.randn(1, 3, 16)
+            >>> masked, _ = mha(x, head_mask=torch.tensor([0.0, 1.0, 0.0, 1.0]))
+            >>> pruned, _ = mha.select_heads([1, 3])(x)
+            >>> torch.allclose(pruned, masked, atol=1e-6), mha.num_kv_heads
+            (True, 2)
+        """
+        return selection.select_heads(self, query_heads, kv_heads)
+
+    # ------------------------------------------------------------------ observation
+    def add_observer(self, fn: Observer) -> RemovableHandle:
+        """Call ``fn(points)`` with the :class:`~multihead.observation.AttentionPoints` of
+        every forward (after the attention, before the output projection). Observers read;
+        the output is unchanged and still comes from the fast backend. Returns a handle whose
+        ``remove()`` unregisters ``fn``; with no observer left, the forward builds nothing."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        handle = RemovableHandle(self._observers)
+        self._observers[handle.id] = fn
+        return handle
+
     # ------------------------------------------------------------------ forward
     def project(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
@@ -232,10 +319,11 @@ class MultiHeadAttention(nn.Module):
             )
         else:
             q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        d = self.head_dim
         return (
-            split_heads(q, self.num_heads),
-            split_heads(k, self.num_kv_heads),
-            split_heads(v, self.num_kv_heads),
+            split_heads(q, self.num_heads, d),
+            split_heads(k, self.num_kv_heads, d),
+            split_heads(v, self.num_kv_heads, d),
         )
 
     def forward(
@@ -259,14 +347,19 @@ class MultiHeadAttention(nn.Module):
             value: ``(B, Tk, vdim)``; None means ``value = key``.
             mask: an :class:`~multihead.masks.AttentionMask` or a tensor, bool with
                 **True = may attend** or float (additive), shaped ``(Tq, Tk)``,
-                ``(B, Tq, Tk)`` or ``(B|1, Hq|1, Tq, Tk)``.
+                ``(B, Tq, Tk)`` or ``(B|1, Hq|1, Tq, Tk)``. The module's ``position_bias``
+                is added to it.
             is_causal: add a causal mask (aligned bottom-right when a cache is used).
             need_weights: also return per-head weights ``(B, Hq, Tq, Tk)``.
             head_mask: ``(Hq,)`` or ``(B, Hq)`` multiplying each head's output (1 keep,
                 0 drop); differentiable.
             positions: positions of the queries ``(Tq,)`` or ``(B, Tq)`` for ``rotary`` and
                 the cache; default ``0 .. Tq-1``.
-            cache: a KV cache layer; new keys/values are written at ``positions``.
+            cache: a KV cache layer whose write was planned for ``positions`` (see
+                :meth:`multihead.cache.KVCache.begin`); the new keys/values are written to it
+                and the mask is evaluated at its key positions (``cache.key_positions()``)
+                and the query ``positions``, so causality, windows and ALiBi hold for any
+                cache layout.
 
         Returns:
             ``(out, weights)``: out ``(B, Tq, E)``; weights ``(B, Hq, Tq, Tk)`` or None.
@@ -277,6 +370,8 @@ class MultiHeadAttention(nn.Module):
         self._check_inputs(query, key, value, self_attention)
         q, k, v = self.project(query, key, value)
         m = as_mask(mask)
+        if self.position_bias is not None:
+            m = m & AttentionMask(head_biases=(self.position_bias,))
         if positions is not None or self.rotary is not None or cache is not None:
             if positions is None:
                 positions = torch.arange(query.shape[1], device=query.device)
@@ -284,14 +379,40 @@ class MultiHeadAttention(nn.Module):
                 q = self.rotary(q, positions)
                 k = self.rotary(k, positions) if self_attention else k
             if cache is not None:
+                key_positions = cache.key_positions()  # (B, Tk), -1 = empty slot
                 k, v = cache.update(k, v, positions)
-                # Queries sit at `positions`; cached keys at 0..Tmax-1. Causality then also
-                # hides the cache slots not written yet.
-                m = m.with_query_positions(positions)
+                m = m.with_query_positions(positions).with_key_positions(key_positions)
         if is_causal:
             m = m & causal_mask(align="bottom_right")
         hm = self._head_mask(head_mask, query.shape[0], query.device, query.dtype)
-        out, weights = attention(
+        out, weights = self._attend(q, k, v, m, hm, need_weights)
+        if self._observers:
+            self._notify(q, k, v, out, m, hm, weights)
+        # Drop the projections before the output projection allocates: without autograd
+        # holding them, inference peaks at the projections or the output, not both.
+        del q, k, v
+        return self.out_proj(merge_heads(out)), weights
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        m: AttentionMask,
+        hm: torch.Tensor | None,
+        need_weights: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The core call: out ``(B, Hq, Tq, Dv)`` and weights ``(B, Hq, Tq, Tk)`` or None."""
+        if self.num_heads == 0:
+            b, _, tq, _ = q.shape
+            weights = q.new_zeros(b, 0, tq, k.shape[2]) if need_weights else None
+            return q.new_zeros(b, 0, tq, v.shape[-1]), weights
+        if self.kv_index is not None:
+            # Uneven groups: the core serves uniform groups only, so give it one KV head per
+            # query head (the cache above still holds the Hkv heads).
+            k = k.index_select(1, self.kv_index)  # (B, Hq, Tk, D)
+            v = v.index_select(1, self.kv_index)  # (B, Hq, Tk, Dv)
+        return attention(
             q,
             k,
             v,
@@ -301,10 +422,33 @@ class MultiHeadAttention(nn.Module):
             need_weights=need_weights,
             backend=self.backend,
         )
-        # Drop the projections before the output projection allocates: without autograd
-        # holding them, inference peaks at the projections or the output, not both.
-        del q, k, v
-        return self.out_proj(merge_heads(out)), weights
+
+    def _notify(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        out: torch.Tensor,
+        m: AttentionMask,
+        hm: torch.Tensor | None,
+        weights: torch.Tensor | None,
+    ) -> None:
+        dropped = self.training and self.dropout > 0.0
+        points = AttentionPoints(
+            module=self,
+            q=q,
+            k=k,
+            v=v,
+            out=out,
+            mask=m,
+            scale=self.scale,
+            head_mask=hm,
+            kv_index=self.kv_index,
+            # Weights asked for by the caller are reused unless dropout changed them.
+            _weights=None if dropped else weights,
+        )
+        for fn in list(self._observers.values()):
+            fn(points)
 
     def _head_mask(
         self,
@@ -343,144 +487,43 @@ class MultiHeadAttention(nn.Module):
                 "(B, Tk) must match"
             )
         if query.shape[0] != key.shape[0]:
-            hint = ""
-            if query.shape[1] == key.shape[1]:
-                hint = (
-                    "; they agree along dim 1, so these look like (T, B, E) inputs, but "
-                    "MultiHeadAttention is batch-first and expects (B, T, E)"
-                )
+            # Not "these look like (T, B, E)": with Tq == Tk a real batch mismatch agrees
+            # along dim 1 too, so name the mismatch and the layout read, not a guess.
             raise ValueError(
                 f"query has shape {tuple(query.shape)} and key {tuple(key.shape)}: batch sizes "
-                f"differ{hint}"
+                f"differ ({query.shape[0]} vs {key.shape[0]}); MultiHeadAttention is "
+                "batch-first and reads (B, T, E)"
             )
 
     # ------------------------------------------------------------------ conversions
     @classmethod
     def from_torch(cls, module: nn.MultiheadAttention, **kwargs) -> MultiHeadAttention:
         """Copy a ``torch.nn.MultiheadAttention`` into a (batch-first) MultiHeadAttention with
-        equal outputs. Feed it ``(B, T, E)`` whatever the source's ``batch_first`` was.
-
-        Raises ValueError for ``add_bias_kv``/``add_zero_attn``, which this module does not
-        model (use :class:`multihead.compat.MultiheadAttention` for those).
-        """
-        if not isinstance(module, nn.MultiheadAttention):
-            raise TypeError(
-                f"module must be a torch.nn.MultiheadAttention, got {type(module).__name__}"
-            )
-        if module.bias_k is not None or module.add_zero_attn:
-            raise ValueError(
-                "module uses add_bias_kv or add_zero_attn, which MultiHeadAttention does not "
-                "model; use multihead.compat.MultiheadAttention instead"
-            )
-        w = module.in_proj_weight if module._qkv_same_embed_dim else module.q_proj_weight
-        new = cls(
-            module.embed_dim,
-            module.num_heads,
-            kdim=module.kdim,
-            vdim=module.vdim,
-            bias=module.in_proj_bias is not None,
-            out_bias=module.out_proj.bias is not None,
-            dropout=module.dropout,
-            device=w.device,
-            dtype=w.dtype,
-            **kwargs,
-        )
-        with torch.no_grad():
-            if module._qkv_same_embed_dim:
-                new.in_proj.weight.copy_(module.in_proj_weight)
-                if module.in_proj_bias is not None:
-                    new.in_proj.bias.copy_(module.in_proj_bias)
-            else:
-                biases = (
-                    module.in_proj_bias.chunk(3)
-                    if module.in_proj_bias is not None
-                    else (None, None, None)
-                )
-                for proj, weight, b in zip(
-                    (new.q_proj, new.k_proj, new.v_proj),
-                    (module.q_proj_weight, module.k_proj_weight, module.v_proj_weight),
-                    biases,
-                ):
-                    proj.weight.copy_(weight)
-                    if b is not None:
-                        proj.bias.copy_(b)
-            new.out_proj.weight.copy_(module.out_proj.weight)
-            if module.out_proj.bias is not None:
-                new.out_proj.bias.copy_(module.out_proj.bias)
-        return new
+        equal outputs (see :func:`multihead.module_conversions.from_torch`)."""
+        return module_conversions.from_torch(cls, module, **kwargs)
 
     @classmethod
     def from_head_list(
         cls, heads: nn.ModuleList | list[nn.Module], proj: nn.Linear, **kwargs
     ) -> MultiHeadAttention:
-        """Fuse a tutorial-style per-head model into one module with equal outputs.
-
-        ``heads[i]`` has ``query``, ``key`` and ``value`` ``nn.Linear(E, E / H)`` layers and
-        computes ``softmax(q k^T / sqrt(E / H)) v``; ``proj`` is the ``nn.Linear(E, E)``
-        applied to the concatenated heads. A causal tutorial model (a ``tril`` buffer) matches
-        ``forward(x, is_causal=True)``.
-        """
-        heads = list(heads)
-        if not heads:
-            raise ValueError("heads is empty; expected at least one per-head module")
-        for i, h in enumerate(heads):
-            for name in ("query", "key", "value"):
-                lin = getattr(h, name, None)
-                if not isinstance(lin, nn.Linear):
-                    raise TypeError(
-                        f"heads[{i}] has no nn.Linear attribute {name!r}; expected the "
-                        "tutorial layout with query/key/value Linear(E, E / H) per head"
-                    )
-        first = heads[0].query
-        embed_dim, head_dim = first.in_features, first.out_features
-        if proj.in_features != head_dim * len(heads):
-            raise ValueError(
-                f"proj takes {proj.in_features} features but {len(heads)} heads of width "
-                f"{head_dim} give {head_dim * len(heads)}"
-            )
-        if proj.out_features != embed_dim:
-            raise ValueError(
-                f"proj gives {proj.out_features} features but the heads read width "
-                f"{embed_dim}; the fused module maps E -> E"
-            )
-        has_bias = first.bias is not None
-        new = cls(
-            embed_dim,
-            len(heads),
-            head_dim=head_dim,
-            bias=has_bias,
-            out_bias=proj.bias is not None,
-            device=first.weight.device,
-            dtype=first.weight.dtype,
-            **kwargs,
-        )
-        with torch.no_grad():
-            parts = []
-            for name in ("query", "key", "value"):
-                parts.append(torch.cat([getattr(h, name).weight for h in heads], dim=0))
-            new.in_proj.weight.copy_(torch.cat(parts, dim=0))
-            if has_bias:
-                biases = [
-                    torch.cat([getattr(h, name).bias for h in heads])
-                    for name in ("query", "key", "value")
-                ]
-                new.in_proj.bias.copy_(torch.cat(biases))
-            new.out_proj.weight.copy_(proj.weight)
-            if proj.bias is not None:
-                new.out_proj.bias.copy_(proj.bias)
-        return new
+        """Fuse a tutorial-style per-head model into one module with equal outputs (see
+        :func:`multihead.module_conversions.from_head_list`)."""
+        return module_conversions.from_head_list(cls, heads, proj, **kwargs)
 
     def parameter_roles(self) -> list[tuple[nn.Parameter, Role]]:
         """Roles of the weights (:mod:`multihead.roles`): the packed ``[W_q; W_k; W_v]`` is
         three matrices, and ``out_proj`` writes the residual stream. Biases get the default."""
         if self.packed:
-            roles = [(self.in_proj.weight, MATRIX.packed(self._sizes))]
+            sizes = [n for n in self._sizes if n]  # a layer with no heads left packs nothing
+            roles = [(self.in_proj.weight, MATRIX.packed(sizes))]
         else:
             roles = [(p.weight, MATRIX) for p in (self.q_proj, self.k_proj, self.v_proj)]
         return [*roles, (self.out_proj.weight, RESIDUAL)]
 
     def extra_repr(self) -> str:
         kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""
+        if self.kv_index is not None:
+            kv += f", kv_index={self.kv_index.tolist()}"
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}{kv}, "
             f"head_dim={self.head_dim}, backend={self.backend!r}"

@@ -10,31 +10,44 @@ breaks (the gpt-fast design).
 Two layouts:
 
 - **linear** (default): slot ``p`` holds position ``p``; ``S = max_len``. Attention runs over
-  all S slots with a causal mask on the query positions, which also hides the slots not
-  written yet.
+  all S slots; slots not written yet have position -1 and are masked.
 - **ring** (``ring=True`` with a sliding ``window``): ``S = window`` slots reused modulo the
   window, so memory stays O(window) however long the generation (the Mistral design). Slots
-  no longer map to positions, so the cache tracks each slot's position
-  (``slot_positions``) and the model masks with those.
+  no longer map to positions in order.
+
+Both track each slot's position (``slot_positions``), and the attention masks with those.
+
+Writing is apart from reading. Once per forward, before the layers run,
+:meth:`KVCache.begin` plans the write of the new tokens' positions for every layer and
+advances ``lengths``. Then each layer's :meth:`KVCacheLayer.key_positions` (a pure read) gives
+the position of every key its ``update`` returns, ``-1`` for an empty slot, and
+:class:`~multihead.attention.MultiHeadAttention` masks with those positions
+(:meth:`~multihead.masks.AttentionMask.with_key_positions`): the model's ordinary mask
+(causal, window, ALiBi) evaluated at the cache's key positions, for both layouts.
 
 Batches of prompts of different lengths: call :meth:`KVCache.set_prompt_lengths`, then
 prefill them right-padded with positions ``0 .. T-1``. Each row then continues at its own
-position; padding is either rewritten before it becomes visible (linear) or never stored
+position; padding is marked empty (-1) and either rewritten later (linear) or never stored
 (ring).
 
 Example:
     >>> import torch
     >>> from multihead.cache import KVCache
-    >>> cache = KVCache(num_layers=2, batch_size=1, max_len=16, num_kv_heads=2, head_dim=8)
+    >>> cache = KVCache(num_layers=2, batch_size=1, max_len=6, num_kv_heads=2, head_dim=8)
+    >>> cache.begin(torch.arange(3))                     # plan the write of positions 0, 1, 2
+    >>> cache.key_positions()                            # (B, S); -1 = empty
+    tensor([[ 0,  1,  2, -1, -1, -1]])
     >>> k = v = torch.randn(1, 2, 3, 8)                  # (B, Hkv, t, D)
     >>> k_all, v_all = cache.layers[0].update(k, v, torch.arange(3))
-    >>> k_all.shape                                      # every slot; unwritten ones masked
-    torch.Size([1, 2, 16, 8])
+    >>> k_all.shape                                      # every slot; empty ones are masked
+    torch.Size([1, 2, 6, 8])
     >>> torch.equal(k_all[:, :, :3], k)
     True
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -42,16 +55,24 @@ from torch import nn
 from multihead import _checks
 
 _NO_LIMIT = 2**62
+_NO_PLAN = (
+    "no write is planned for this cache layer: call KVCache.begin(positions) once per forward, "
+    "before the attention layers run"
+)
 
 
 class KVCacheLayer(nn.Module):
     """One attention layer's cache; satisfies :class:`multihead.attention.KVCacheLayer`.
 
-    ``update(k, v, positions)`` writes keys/values ``(B, Hkv, t, D)`` at positions ``(t,)``
-    or ``(B, t)`` and returns the keys/values to attend to: the whole buffer
-    ``(B, Hkv, S, D)`` for a linear cache (slot index = position); for a ring cache the
-    previous ``S`` slots followed by the new entries, ``(B, Hkv, S + t, D)``, whose positions
-    :meth:`KVCache.key_positions` gives.
+    After :meth:`KVCache.begin` has planned a write of ``t`` tokens:
+
+    - ``key_positions()`` (a pure read) gives the positions ``(B, Tk)`` int64 of the keys
+      ``update`` returns, -1 for an empty slot (never attended);
+    - ``update(k, v, positions)`` writes keys/values ``(B, Hkv, t, D)`` (``positions``
+      ``(t,)`` or ``(B, t)`` are the ones given to ``begin``) and returns the keys/values to
+      attend to: the whole buffer ``(B, Hkv, S, D)`` for a linear cache (slot index =
+      position); for a ring cache the previous ``S`` slots followed by the new entries,
+      ``(B, Hkv, S + t, D)``. A plan is written once: the next forward calls ``begin`` again.
 
     A ring layer has one extra slot that is never attended to: writes that must not land
     (padding of a short prompt, entries the ring has no room for) are sent there, so one
@@ -75,8 +96,17 @@ class KVCacheLayer(nn.Module):
         shape = (batch_size, num_kv_heads, slots + int(ring), head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        # Slots of the current write (B, t), prepared once per forward by KVCache.key_positions.
+        # The plan of the current write, set once per forward by KVCache.begin: the slots
+        # (B, t) to write (None once written) and the positions (B, Tk) of the keys to read.
         self.write_slots: torch.Tensor | None = None
+        self.planned_key_positions: torch.Tensor | None = None
+
+    def key_positions(self) -> torch.Tensor:
+        """Positions ``(B, S)`` (linear) or ``(B, S + t)`` (ring) int64 of the keys that
+        :meth:`update` returns for the planned write; -1 = empty slot. A pure read."""
+        if self.planned_key_positions is None:
+            raise RuntimeError(_NO_PLAN)
+        return self.planned_key_positions
 
     def update(
         self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
@@ -88,7 +118,13 @@ class KVCacheLayer(nn.Module):
             )
         slots = self.write_slots
         if slots is None:
-            slots = positions % self.slots if self.ring else positions
+            raise RuntimeError(_NO_PLAN)
+        if slots.shape[-1] != k.shape[2] or positions.shape[-1] != k.shape[2]:
+            raise ValueError(
+                f"k has {k.shape[2]} new tokens and positions shape {tuple(positions.shape)}, "
+                f"but KVCache.begin planned {slots.shape[-1]}"
+            )
+        self.write_slots = None  # written once: a stale plan must not be replayed
         if not self.ring:
             self._write(k, v, slots)
             return self.k, self.v
@@ -114,7 +150,9 @@ class KVCache(nn.Module):
         num_layers: one :class:`KVCacheLayer` per attention layer (``cache.layers[i]``).
         batch_size: B.
         max_len: the longest sequence (prompt + generated) the cache must hold.
-        num_kv_heads: Hkv (only the KV heads are stored, so GQA saves memory here).
+        num_kv_heads: Hkv (only the KV heads are stored, so GQA saves memory here): one
+            count for every layer, or a sequence of ``num_layers`` counts for a model whose
+            layers keep different heads (0 for a layer with no heads left).
         head_dim: D.
         window: the model's sliding window, if any. With ``ring=True`` the cache keeps only
             the last ``window`` positions.
@@ -122,8 +160,8 @@ class KVCache(nn.Module):
 
     State (tensors, so a compiled decode step sees no Python ints):
         lengths: ``(B,)`` int64, the next position of each row.
-        slot_positions: ``(B, S)`` int64, the position each slot holds (-1 = empty); used by
-            ring caches to mask, kept for linear ones too.
+        slot_positions: ``(B, S)`` int64, the position each slot holds (-1 = empty); the
+            attention masks with these positions (:meth:`key_positions`).
         limit: ``(B,)`` int64, set by :meth:`set_prompt_lengths` for one padded write.
 
     Example:
@@ -143,7 +181,7 @@ class KVCache(nn.Module):
         num_layers: int,
         batch_size: int,
         max_len: int,
-        num_kv_heads: int,
+        num_kv_heads: int | Sequence[int],
         head_dim: int,
         window: int | None = None,
         ring: bool = False,
@@ -155,10 +193,21 @@ class KVCache(nn.Module):
             ("num_layers", num_layers),
             ("batch_size", batch_size),
             ("max_len", max_len),
-            ("num_kv_heads", num_kv_heads),
             ("head_dim", head_dim),
         ):
             _checks.require_positive_int(name, value)
+        if isinstance(num_kv_heads, Sequence):
+            if len(num_kv_heads) != num_layers:
+                raise ValueError(
+                    f"num_kv_heads lists {len(num_kv_heads)} counts but num_layers={num_layers}; "
+                    "give one count per layer or a single int"
+                )
+            per_layer = [
+                _checks.require_nonnegative_int(f"num_kv_heads[{i}]", n)
+                for i, n in enumerate(num_kv_heads)
+            ]
+        else:
+            per_layer = [_checks.require_positive_int("num_kv_heads", num_kv_heads)] * num_layers
         if window is not None:
             _checks.require_positive_int("window", window)
         if ring and window is None:
@@ -171,13 +220,13 @@ class KVCache(nn.Module):
             KVCacheLayer(
                 batch_size=batch_size,
                 slots=self.slots,
-                num_kv_heads=num_kv_heads,
+                num_kv_heads=heads,
                 head_dim=head_dim,
                 ring=self.ring,
                 dtype=dtype,
                 device=device,
             )
-            for _ in range(num_layers)
+            for heads in per_layer
         )
         self.register_buffer(
             "lengths", torch.zeros(batch_size, dtype=torch.long, device=device), persistent=False
@@ -211,35 +260,54 @@ class KVCache(nn.Module):
             )
         self.limit.copy_(lengths)
 
-    def key_positions(self, positions: torch.Tensor) -> torch.Tensor:
-        """Prepare a write at ``positions`` ``(t,)`` or ``(B, t)`` for every layer and return
-        the positions of the keys the layers' ``update`` will return (-1 = empty or padding,
-        never attended): ``(B, S)`` for a linear cache (slot = position) or ``(B, S + t)``
-        for a ring (the old slots, then the new entries). Call once per forward, before the
-        layers run; advances ``lengths``."""
+    def begin(self, positions: torch.Tensor) -> None:
+        """Plan a write of new tokens at ``positions`` ``(t,)`` or ``(B, t)`` for every layer
+        and advance ``lengths``. Call once per forward, before the layers run; each layer's
+        ``update`` then writes its keys/values and :meth:`key_positions` reads the positions
+        of the keys they attend to."""
         b = self.batch_size
-        pos = positions if positions.dim() == 2 else positions.unsqueeze(0).expand(b, -1)
+        _checks.require_tensor("positions", positions)
+        if (
+            positions.dim() not in (1, 2)
+            or (positions.dim() == 2 and positions.shape[0] != b)
+            or positions.shape[-1] == 0
+            or positions.is_floating_point()
+            or positions.dtype == torch.bool
+        ):
+            raise ValueError(
+                f"positions has shape {tuple(positions.shape)} and dtype {positions.dtype} but "
+                f"integer (t,) or (B, t) = ({b}, t) with t >= 1 is expected"
+            )
+        pos = positions.long()
+        pos = pos if pos.dim() == 2 else pos.unsqueeze(0).expand(b, -1)  # (B, t)
         real = pos < self.limit[:, None]  # (B, t): False for padding of a short prompt
         self.lengths.copy_(torch.minimum(pos[:, -1] + 1, self.limit))
         self.limit.fill_(_NO_LIMIT)
         if not self.ring:
-            # Padding lands in slots past the row's length, which causality hides until the
-            # row's own tokens have overwritten them.
+            # Padding lands in slots past the row's length, marked empty until the row's own
+            # tokens overwrite them.
             self.slot_positions.scatter_(1, pos, pos.masked_fill(~real, -1))
-            for layer in self.layers:
-                layer.write_slots = pos
-            return self.slot_positions
-        # Ring: keep each row's last S real positions; everything else goes to the trash slot.
-        last = pos.masked_fill(~real, -1).amax(dim=1, keepdim=True)  # (B, 1)
-        keep = real & (pos > last - self.slots)  # (B, t)
-        slots = torch.where(keep, pos % self.slots, self.slots)  # (B, t)
-        old = self.slot_positions.clone()  # (B, S)
-        table = torch.cat((self.slot_positions, old[:, :1]), dim=1)  # (B, S + 1): + trash
-        table.scatter_(1, slots, pos)
-        self.slot_positions.copy_(table[:, : self.slots])
+            slots, key_pos = pos, self.slot_positions.clone()  # (B, t), (B, S)
+        else:
+            # Ring: keep each row's last S real positions; the rest goes to the trash slot.
+            last = pos.masked_fill(~real, -1).amax(dim=1, keepdim=True)  # (B, 1)
+            keep = real & (pos > last - self.slots)  # (B, t)
+            slots = torch.where(keep, pos % self.slots, self.slots)  # (B, t)
+            old = self.slot_positions.clone()  # (B, S)
+            table = torch.cat((self.slot_positions, old[:, :1]), dim=1)  # (B, S + 1): + trash
+            table.scatter_(1, slots, pos)
+            self.slot_positions.copy_(table[:, : self.slots])
+            key_pos = torch.cat((old, pos.masked_fill(~real, -1)), dim=1)  # (B, S + t)
         for layer in self.layers:
             layer.write_slots = slots
-        return torch.cat((old, pos.masked_fill(~real, -1)), dim=1)  # (B, S + t)
+            layer.planned_key_positions = key_pos
+
+    def key_positions(self) -> torch.Tensor:
+        """Positions of the keys every layer attends to in the write planned by
+        :meth:`begin`: ``(B, S)`` for a linear cache (slot = position) or ``(B, S + t)`` for
+        a ring (the old slots, then the new entries); -1 = empty or padding, never attended.
+        A pure read."""
+        return self.layers[0].key_positions()
 
     def reset(self) -> None:
         """Forget everything (buffers stay allocated)."""
@@ -249,6 +317,7 @@ class KVCache(nn.Module):
         for layer in self.layers:
             layer.k.zero_()
             layer.v.zero_()
+            layer.write_slots = layer.planned_key_positions = None
 
     def extra_repr(self) -> str:
         kind = f"ring, window={self.window}" if self.ring else "linear"

@@ -7,11 +7,14 @@ score, ``-inf`` removes it, other values bias it.
 
 Legend: B batch, H query heads, Tq queries, Tk keys.
 
-Positions. Keys sit at positions ``0 .. Tk-1``. Query ``i`` sits at position ``i`` when the mask
+Positions. Keys sit at positions ``0 .. Tk-1`` unless explicit ``key_positions`` ``(Tk,)`` or
+``(B, Tk)`` say otherwise (a KV cache whose slots hold arbitrary positions; a negative position
+marks an empty slot that is never attended). Query ``i`` sits at position ``i`` when the mask
 is aligned ``"top_left"`` and at ``i + Tk - Tq`` when aligned ``"bottom_right"`` (the last query
 lines up with the last key, as when decoding with a cache); explicit ``query_positions`` override
 both. Causal means ``key_pos <= query_pos``; a window ``W`` keeps ``key_pos > query_pos - W``
-(and, when not causal, ``key_pos < query_pos + W``).
+(and, when not causal, ``key_pos < query_pos + W``); per-head biases (ALiBi) read the same
+positions.
 
 Example:
     >>> import torch
@@ -42,8 +45,16 @@ class HeadBias(Protocol):
     """A per-head additive score bias computed from positions, one tile at a time.
 
     ``bias(q_pos, k_pos, dtype)`` takes query positions ``(1 | B, tq)`` and key positions
-    ``(tk,)`` (int64) and returns ``(1 | B, H, tq, tk)``. It is evaluated per block on the
-    blockwise backend, so it never needs a dense ``Tq x Tk`` tensor there.
+    ``(tk,)`` or ``(B, tk)`` (int64; ``(B, tk)`` when the mask has per-example
+    ``key_positions``, e.g. a ring KV cache; negative = empty slot, masked anyway) and returns
+    a tensor broadcastable to ``(B, H, tq, tk)``, typically ``(1 | B, H, tq, tk)``. It is
+    evaluated per block on the blockwise backend, so it never needs a dense ``Tq x Tk`` tensor
+    there.
+
+    ``num_heads`` is ``H`` (1 = one bias shared by every head). A bias that holds per-head
+    state (ALiBi's slopes) and is injected into a
+    :class:`~multihead.attention.MultiHeadAttention` as ``position_bias`` also implements
+    ``select_heads(index)`` (see :meth:`MultiHeadAttention.select_heads`).
     """
 
     num_heads: int
@@ -94,6 +105,7 @@ class AttentionMask:
     align: str = "top_left"
     window: int | None = None
     query_positions: torch.Tensor | None = None  # (Tq,) or (B, Tq), int64
+    key_positions: torch.Tensor | None = None  # (Tk,) or (B, Tk), int64; < 0 = empty slot
     key_lengths: torch.Tensor | None = None  # (B,), int64: keys [0, len) are real
     key_padding: torch.Tensor | None = None  # (B, Tk) bool, True = real key (may attend)
     allowed: torch.Tensor | None = None  # (B|1, H|1, Tq, Tk) bool, True = may attend
@@ -122,11 +134,17 @@ class AttentionMask:
                 self.query_positions, other.query_positions
             ):
                 raise ValueError("cannot combine masks with different query_positions")
+        if self.key_positions is not None and other.key_positions is not None:
+            if self.key_positions is not other.key_positions and not torch.equal(
+                self.key_positions, other.key_positions
+            ):
+                raise ValueError("cannot combine masks with different key_positions")
         return AttentionMask(
             causal=self.causal or other.causal,
             align=align,
             window=_min_opt(self.window, other.window),
             query_positions=_first(self.query_positions, other.query_positions),
+            key_positions=_first(self.key_positions, other.key_positions),
             key_lengths=_combine(self.key_lengths, other.key_lengths, torch.minimum),
             key_padding=_combine(self.key_padding, other.key_padding, torch.logical_and),
             allowed=_combine(self.allowed, other.allowed, torch.logical_and),
@@ -139,6 +157,28 @@ class AttentionMask:
         """The same mask with explicit query positions ``(Tq,)`` or ``(B, Tq)``."""
         return replace(self, query_positions=positions.long())
 
+    def with_key_positions(self, positions: torch.Tensor) -> AttentionMask:
+        """The same mask with explicit key positions ``(Tk,)`` or ``(B, Tk)``: key ``j`` of
+        row ``b`` sits at ``positions[b, j]``; a negative entry is an empty slot, never
+        attended. Causality, windows and per-head biases compare these positions, so a KV
+        cache whose slots do not hold positions in order (a ring) masks correctly.
+
+        Example:
+            >>> import torch
+            >>> m = causal().with_query_positions(torch.tensor([5]))
+            >>> m = m.with_key_positions(torch.tensor([[3, 4, 5, -1]]))   # (B, Tk)
+            >>> m.render(1, 1, 1, 4)[0, 0].int()
+            tensor([[1, 1, 1, 0]], dtype=torch.int32)
+        """
+        if (
+            not isinstance(positions, torch.Tensor)
+            or positions.is_floating_point()
+            or (positions.dtype == torch.bool)
+        ):
+            got = positions.dtype if isinstance(positions, torch.Tensor) else type(positions)
+            raise TypeError(f"key positions must be an integer tensor (Tk,) or (B, Tk), got {got}")
+        return replace(self, key_positions=positions.long())
+
     # ------------------------------------------------------------------ properties
     @property
     def is_empty(self) -> bool:
@@ -146,6 +186,7 @@ class AttentionMask:
         return not (
             self.causal
             or self.window is not None
+            or self.key_positions is not None
             or self.key_lengths is not None
             or self.key_padding is not None
             or self.allowed is not None
@@ -183,11 +224,13 @@ class AttentionMask:
         return (
             self.window is None
             and self.query_positions is None
+            and self.key_positions is None
             and self.key_lengths is None
             and self.key_padding is None
             and self.allowed is None
             and self.additive is None
-            and not self.head_biases
+            # len(), not `not`: dynamo cannot trace `not` of a tuple holding a module.
+            and len(self.head_biases) == 0
         )
 
     # ------------------------------------------------------------------ validation
@@ -231,6 +274,14 @@ class AttentionMask:
                     f"(B, Tq) = ({batch}, {q_len}) is expected"
                 )
             _same_device("query_positions", qp, device)
+        if self.key_positions is not None:
+            kpos = self.key_positions
+            if kpos.shape not in ((k_len,), (batch, k_len)):
+                raise ValueError(
+                    f"key_positions has shape {shape(kpos)} but (Tk,) = ({k_len},) or "
+                    f"(B, Tk) = ({batch}, {k_len}) is expected"
+                )
+            _same_device("key_positions", kpos, device)
         for b in self.head_biases:
             if b.num_heads not in (1, heads):
                 raise ValueError(
@@ -272,15 +323,21 @@ class AttentionMask:
             broadcast shape, or None.
         """
         device = q_pos.device
-        k_pos = torch.arange(k0, k1, device=device)  # (tk,)
+        if self.key_positions is None:
+            k_pos = torch.arange(k0, k1, device=device)  # (tk,)
+        else:
+            k_pos = self.key_positions[..., k0:k1].to(device=device, dtype=torch.long)
         qp = q_pos[:, None, :, None]  # (1|B, 1, tq, 1)
-        kp = k_pos.view(1, 1, 1, -1)  # (1, 1, 1, tk)
+        kp = k_pos.view(1, 1, 1, -1) if k_pos.dim() == 1 else k_pos[:, None, None]  # (1|B,1,1,tk)
         allowed: torch.Tensor | None = None
 
         def both(m: torch.Tensor) -> None:
             nonlocal allowed
             allowed = m if allowed is None else allowed & m
 
+        if self.key_positions is not None:
+            # Empty slots are never attended, whatever the structure of the tile.
+            both(kp >= 0)
         if structure:
             if self.causal:
                 both(kp <= qp)
@@ -344,6 +401,7 @@ class AttentionMask:
             self.key_padding,
             self.key_lengths,
             self.query_positions,
+            self.key_positions,
         ):
             if t is not None:
                 return t.device
@@ -356,6 +414,10 @@ class AttentionMask:
         skipped) and which keys *every* query may see as far as the structural parts (causal,
         window, key lengths) go (``[full_lo, full_hi)``; tiles there need no structural mask).
         Dense parts (key padding, dense masks, biases) are not considered here.
+
+        With explicit ``key_positions`` the key range of each block is read from the data
+        (the first and last key any of its queries may see) and no tile counts as fully
+        visible, since keys are not ordered by position in general (a ring cache).
         """
         starts = list(range(0, q_len, block_q))
         if self.query_positions is not None:
@@ -371,6 +433,8 @@ class AttentionMask:
         if self.key_lengths is not None and self.key_lengths.numel():
             k_max = min(k_max, int(self.key_lengths.max()))
             k_min = min(k_min, int(self.key_lengths.min()))
+        if self.key_positions is not None:
+            return self._plan_blocks_by_key_positions(starts, lows, highs, q_len, k_len, block_q)
         blocks = []
         for q0, qmin, qmax in zip(starts, lows, highs):
             lo, hi = 0, k_max
@@ -390,6 +454,45 @@ class AttentionMask:
             if full_hi < full_lo:
                 full_hi = full_lo
             blocks.append(QueryBlock(q0, min(q0 + block_q, q_len), lo, hi, full_lo, full_hi))
+        return blocks
+
+    def _plan_blocks_by_key_positions(
+        self,
+        starts: list[int],
+        lows: list[int],
+        highs: list[int],
+        q_len: int,
+        k_len: int,
+        block_q: int,
+    ) -> list[QueryBlock]:
+        """:meth:`plan_blocks` for explicit key positions: per query block, the smallest index
+        range ``[lo, hi)`` holding every key that causality and the window let some query of
+        the block see (bounds from the block's lowest and highest query positions)."""
+        assert self.key_positions is not None
+        if k_len == 0 or not starts:
+            return [QueryBlock(q0, min(q0 + block_q, q_len), 0, 0, 0, 0) for q0 in starts]
+        kp = self.key_positions.long()
+        kp = kp if kp.dim() == 2 else kp.unsqueeze(0)  # (1|B, Tk)
+        qmin = torch.tensor(lows, device=kp.device)[:, None, None]  # (nb, 1, 1)
+        qmax = torch.tensor(highs, device=kp.device)[:, None, None]  # (nb, 1, 1)
+        seen = (kp >= 0).expand(len(starts), -1, -1)  # (nb, 1|B, Tk)
+        if self.causal:
+            seen = seen & (kp <= qmax)
+        if self.window is not None:
+            seen = seen & (kp > qmin - self.window)
+            if not self.causal:
+                seen = seen & (kp < qmax + self.window)
+        if self.key_lengths is not None and self.key_lengths.numel():
+            idx = torch.arange(k_len, device=kp.device)
+            seen = seen & (idx < int(self.key_lengths.max()))
+        any_seen = seen.any(dim=1)  # (nb, Tk)
+        idx = torch.arange(k_len, device=kp.device)
+        first = torch.where(any_seen, idx, k_len).amin(dim=1).tolist()
+        last = torch.where(any_seen, idx, -1).amax(dim=1).tolist()
+        blocks = []
+        for q0, lo, hi in zip(starts, first, last):
+            lo, hi = (lo, hi + 1) if hi >= lo else (0, 0)
+            blocks.append(QueryBlock(q0, min(q0 + block_q, q_len), lo, hi, lo, lo))
         return blocks
 
     def key_ranges(
@@ -423,6 +526,8 @@ class AttentionMask:
             parts.append(f"window={self.window}")
         if self.query_positions is not None:
             parts.append(f"query_positions{shape(self.query_positions)}")
+        if self.key_positions is not None:
+            parts.append(f"key_positions{shape(self.key_positions)}")
         if self.key_lengths is not None:
             parts.append(f"key_lengths{shape(self.key_lengths)}")
         if self.key_padding is not None:

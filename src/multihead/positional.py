@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -152,15 +153,26 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
 
 class ALiBi(nn.Module):
     """Attention with Linear Biases (Press et al. 2022): adds ``-slope_h * |q_pos - k_pos|``
-    to head ``h``'s scores. A :class:`~multihead.masks.HeadBias`; use it as
-    ``masks.bias(ALiBi(num_heads=H))``.
+    to head ``h``'s scores. A :class:`~multihead.masks.HeadBias`.
+
+    Args:
+        num_heads: H; the slopes default to the paper's (:func:`alibi_slopes`).
+        slopes: explicit per-head slopes ``(H,)`` instead (e.g. from a checkpoint or a
+            pruned model); ``num_heads`` may then be omitted.
+
+    The slopes are a persistent buffer ``slopes (H,)``: they are saved with the model, and
+    :meth:`select_heads` keeps each kept head's own slope, so a pruned model attends as the
+    original one did. Inject one ALiBi per attention layer as
+    ``MultiHeadAttention(..., position_bias=ALiBi(H))``, or pass ``masks.bias(ALiBi(H))`` in a
+    mask.
 
     The distance is symmetric, so the same bias serves causal decoders (where only
     ``k_pos <= q_pos`` survive the mask and it equals the paper's ``-(q - k)``) and
     bidirectional encoders.
 
-    Call: ``alibi(q_pos, k_pos, dtype)`` with q_pos ``(1 | B, tq)`` and k_pos ``(tk,)`` int64;
-    returns ``(1 | B, H, tq, tk)``. It is evaluated per tile by the blockwise backend.
+    Call: ``alibi(q_pos, k_pos, dtype)`` with q_pos ``(1 | B, tq)`` and k_pos ``(tk,)`` or
+    ``(B, tk)`` int64; returns ``(1 | B, H, tq, tk)``. It is evaluated per tile by the
+    blockwise backend.
 
     Example:
         >>> import torch
@@ -171,16 +183,57 @@ class ALiBi(nn.Module):
                 [-0.0625, -0.0000, -0.0625],
                 [-0.1250, -0.0625, -0.0000]])
         >>> m = masks.causal() & masks.bias(alibi)
+        >>> ALiBi(num_heads=8).select_heads(torch.tensor([6, 1])).slopes
+        tensor([0.0078, 0.2500])
     """
 
-    def __init__(self, num_heads: int) -> None:
+    def __init__(
+        self,
+        num_heads: int | None = None,
+        *,
+        slopes: torch.Tensor | Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
-        self.num_heads = _checks.require_positive_int("num_heads", num_heads)
-        self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)  # (H,)
+        if slopes is None:
+            if num_heads is None:
+                raise ValueError("ALiBi needs num_heads or explicit slopes, got neither")
+            values = alibi_slopes(_checks.require_positive_int("num_heads", num_heads))
+        else:
+            values = torch.as_tensor(slopes, dtype=torch.float32)
+            if values.dim() != 1 or not bool(torch.isfinite(values).all()):
+                raise ValueError(
+                    f"slopes must be a finite 1-D sequence (H,), got shape {tuple(values.shape)}"
+                )
+            if num_heads is not None and num_heads != values.numel():
+                raise ValueError(
+                    f"num_heads={num_heads} but {values.numel()} slopes were given; pass one "
+                    "slope per head"
+                )
+        self.register_buffer("slopes", values.clone(), persistent=True)  # (H,)
+
+    @property
+    def num_heads(self) -> int:
+        """H, the number of slopes."""
+        return self.slopes.shape[0]
+
+    def select_heads(self, index: torch.Tensor) -> ALiBi:
+        """Keep the heads ``index`` ``(H',)`` (current head numbers, in that order), in place;
+        returns self. Each kept head keeps its slope."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.slopes.device)
+        if index.dim() != 1 or (
+            index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_heads)
+        ):
+            raise ValueError(
+                f"index must be a 1-D tensor of head numbers in [0, {self.num_heads}), got "
+                f"{index.tolist()}"
+            )
+        self.slopes = self.slopes.index_select(0, index)  # (H',), stays a buffer
+        return self
 
     def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         qp = q_pos if q_pos.dim() == 2 else q_pos.unsqueeze(0)  # (1|B, tq)
-        dist = (qp[:, :, None] - k_pos.view(1, 1, -1)).abs()  # (1|B, tq, tk)
+        kp = k_pos if k_pos.dim() == 2 else k_pos.unsqueeze(0)  # (1|B, tk)
+        dist = (qp[:, :, None] - kp[:, None, :]).abs()  # (1|B, tq, tk)
         slopes = self.slopes.to(device=dist.device)
         bias = -slopes.view(1, -1, 1, 1) * dist[:, None].float()  # (1|B, H, tq, tk)
         return bias.to(dtype)

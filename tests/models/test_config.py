@@ -166,12 +166,12 @@ def test_pruned_configs_round_trip_through_json():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"bias": 1}, TypeError, "bias must be a bool, got int 1"),
+        ({"bias": 1}, TypeError, r"bias must be a bool \(True or False\), got 1 \(int\)"),
         ({"tie_embeddings": "yes"}, TypeError, "tie_embeddings must be a bool"),
-        ({"num_heads": 2.0}, TypeError, "num_heads must be an integer, got float"),
-        ({"norm_eps": 0.0}, ValueError, "norm_eps must be > 0"),
-        ({"rope_base": float("nan")}, ValueError, "rope_base must be a finite number"),
-        ({"rope_fraction": 1.5}, ValueError, "rope_fraction must be <= 1.0"),
+        ({"num_heads": 2.0}, TypeError, r"num_heads must be an integer >= 1, got 2.0 \(float\)"),
+        ({"norm_eps": 0.0}, ValueError, "norm_eps must be a finite number > 0, got 0.0"),
+        ({"rope_base": float("nan")}, ValueError, "rope_base must be a finite number > 1"),
+        ({"rope_fraction": 1.5}, ValueError, r"rope_fraction must be a finite number in \(0, 1\]"),
         ({"window": True}, ValueError, "window must be a positive integer, got True"),
     ],
 )

@@ -64,9 +64,9 @@ def test_top_k_and_top_p_filter_the_right_tokens():
     ("kw", "message"),
     [
         ({"max_new_tokens": -1}, "max_new_tokens must be an integer >= 0"),
-        ({"max_new_tokens": 2, "temperature": -1.0}, "temperature must be >= 0"),
+        ({"max_new_tokens": 2, "temperature": -1.0}, "temperature must be a finite number >= 0"),
         ({"max_new_tokens": 2, "top_k": 0}, "top_k must be an integer >= 1, got 0"),
-        ({"max_new_tokens": 2, "top_p": 0.0}, "top_p must be in"),
+        ({"max_new_tokens": 2, "top_p": 0.0}, r"top_p must be a finite number in \(0, 1\]"),
         ({"max_new_tokens": 40}, "exceeds max_seq_len=32"),
     ],
 )
@@ -117,9 +117,13 @@ def test_sampling_and_keywords_together_or_unknown_keywords_are_refused():
     ("kwargs", "error", "message"),
     [
         ({"temperature": float("nan")}, ValueError, "temperature must be a finite number"),
-        ({"temperature": "hot"}, TypeError, "temperature must be a number, got str"),
-        ({"top_k": True}, TypeError, "top_k must be an integer, got bool"),
-        ({"top_p": 1.5}, ValueError, r"top_p must be <= 1.0, got 1.5"),
+        (
+            {"temperature": "hot"},
+            TypeError,
+            "temperature must be a finite number >= 0, got 'hot' \\(str\\)",
+        ),
+        ({"top_k": True}, TypeError, r"top_k must be an integer >= 1, got True \(bool\)"),
+        ({"top_p": 1.5}, ValueError, r"top_p must be a finite number in \(0, 1\], got 1.5"),
         ({"stop_tokens": "ab"}, TypeError, "stop_tokens must be a sequence of token ids, got str"),
         ({"stop_tokens": [1, -2]}, ValueError, "stop_tokens entries must be an integer >= 0"),
     ],

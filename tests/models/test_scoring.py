@@ -81,11 +81,11 @@ def test_learns_a_repeated_text_and_leaves_the_model_unchanged():
 @pytest.mark.parametrize(
     ("lr", "error", "message"),
     [
-        (-1e-3, ValueError, r"lr must be >= 0.0, got -0.001"),
-        (float("nan"), ValueError, "lr must be a finite number, got nan"),
-        (float("inf"), ValueError, "lr must be a finite number, got inf"),
-        (True, TypeError, "lr must be a number, got bool True"),
-        ("1e-3", TypeError, "lr must be a number, got str '1e-3'"),
+        (-1e-3, ValueError, r"lr must be a finite number >= 0, got -0.001"),
+        (float("nan"), ValueError, "lr must be a finite number >= 0, got nan"),
+        (float("inf"), ValueError, "lr must be a finite number >= 0, got inf"),
+        (True, TypeError, r"lr must be a finite number >= 0, got True \(bool\)"),
+        ("1e-3", TypeError, r"lr must be a finite number >= 0, got '1e-3' \(str\)"),
     ],
 )
 def test_bad_learning_rate_is_named(lr, error, message):

@@ -153,13 +153,9 @@ class TransformerConfig:
         _checks.require_choice("position", self.position, POSITIONS)
         for name in ("bias", "rope_interleaved"):
             _checks.require_bool(name, getattr(self, name))
-        if _checks.require_number("norm_eps", self.norm_eps, minimum=0.0) == 0:
-            raise ValueError(f"norm_eps must be > 0, got {self.norm_eps!r}")
-        if _checks.require_number("rope_base", self.rope_base) <= 1:
-            raise ValueError(f"rope_base must be a number > 1, got {self.rope_base!r}")
-        fraction = _checks.require_number("rope_fraction", self.rope_fraction, maximum=1.0)
-        if fraction <= 0:
-            raise ValueError(f"rope_fraction must be in (0, 1], got {self.rope_fraction!r}")
+        _checks.require_number("norm_eps", self.norm_eps, above=0)
+        _checks.require_number("rope_base", self.rope_base, above=1)
+        _checks.require_number("rope_fraction", self.rope_fraction, above=0, maximum=1)
         if self.position == "rope" and self.rotary_dim % 2:
             what = "head_dim" if self.rope_fraction == 1 else "head_dim * rope_fraction"
             raise ValueError(

@@ -33,7 +33,6 @@ from torch import nn
 from multihead import masks
 from multihead.cache import KVCache
 from multihead.checkpoint import load_checkpoint
-from multihead.masks import AttentionMask
 from multihead.models import generation, scoring
 from multihead.models.config import DecoderConfig
 from multihead.models.embeddings import check_tokens
@@ -138,8 +137,9 @@ class DecoderLM(TransformerStack):
             else:
                 self.check_length(t)
                 positions = torch.arange(t, device=tokens.device)  # (T,)
-        mask = None if cache is None else self._cache_mask(positions, cache)
-        return self.transform(tokens, positions, mask=mask, cache=cache, head_mask=head_mask)
+        if cache is not None:
+            cache.begin(positions)  # each layer's attention masks at the cache's key positions
+        return self.transform(tokens, positions, cache=cache, head_mask=head_mask)
 
     def hidden_states(
         self,
@@ -163,25 +163,6 @@ class DecoderLM(TransformerStack):
                 "is expected (True = real token)"
             )
         return self._hidden(tokens, None, None, head_mask)  # (B, T, E)
-
-    def _cache_mask(self, positions: torch.Tensor, cache: KVCache) -> AttentionMask:
-        key_pos = cache.key_positions(positions)  # (B, S) linear or (B, S + t) ring
-        if not cache.ring:
-            # Slot index = position: the structural causal (+ window, ALiBi) mask, placed at
-            # the query positions by the attention module, hides the unwritten slots.
-            return self.mask
-        # Ring: slots hold positions modulo the window, so mask with the recorded positions.
-        qp = positions if positions.dim() == 2 else positions.unsqueeze(0)  # (1|B, t)
-        qp = qp[:, None, :, None]  # (1|B, 1, t, 1)
-        kp = key_pos[:, None, None, :]  # (B, 1, 1, Tk)
-        allowed = (kp >= 0) & (kp <= qp)  # (B, 1, t, Tk)
-        if self.config.window is not None:
-            allowed = allowed & (kp > qp - self.config.window)
-        if self.alibi is None:
-            return masks.dense(allowed)
-        slopes = self.alibi.slopes.view(1, -1, 1, 1)  # (1, H, 1, 1)
-        bias = -slopes * (qp - kp).abs().float()  # (B, H, t, Tk)
-        return masks.dense(bias.masked_fill(~allowed, -torch.inf))
 
     # ------------------------------------------------------------------ scoring
     def token_nll(
@@ -221,13 +202,11 @@ class DecoderLM(TransformerStack):
         defaults to True when the model has a sliding window (memory O(window))."""
         p = next(self.parameters())
         cfg = self.config
-        counts = [block.attn.num_kv_heads for block in self.blocks]
         return KVCache(
             num_layers=cfg.num_layers,
             batch_size=batch_size,
             max_len=max_len,
-            # One count when the layers agree; per-layer counts need KVCache's sequence form.
-            num_kv_heads=counts[0] if len(set(counts)) == 1 else counts,
+            num_kv_heads=[block.attn.num_kv_heads for block in self.blocks],
             head_dim=cfg.head_size,
             window=cfg.window,
             ring=cfg.window is not None if ring is None else ring,

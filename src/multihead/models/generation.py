@@ -60,9 +60,7 @@ class Sampling:
         if self.top_k is not None:
             _checks.require_int("top_k", self.top_k, minimum=1)
         if self.top_p is not None:
-            p = _checks.require_number("top_p", self.top_p, maximum=1.0)
-            if p <= 0:
-                raise ValueError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
+            _checks.require_number("top_p", self.top_p, above=0, maximum=1)
         if isinstance(self.stop_tokens, (str, bytes, torch.Tensor)) or not isinstance(
             self.stop_tokens, Sequence
         ):
