@@ -206,3 +206,39 @@ def test_uneven_groups_after_pruning_equal_the_head_masked_full_model():
     assert pruned.generate(prompts, max_new_tokens=5) == pruned.generate(
         prompts, max_new_tokens=5, use_cache=False
     )
+
+
+def test_each_layer_owns_the_alibi_slopes_of_its_heads():
+    from multihead.positional import alibi_slopes
+
+    full, pruned = pruned_pair(position="alibi", window=6)
+    slopes = alibi_slopes(4)
+    for block, heads in zip(pruned.blocks, pruned.config.layer_heads):
+        torch.testing.assert_close(block.attn.position_bias.slopes.float(), slopes[list(heads)])
+    assert not pruned.mask.has_bias  # the attention adds its own bias, not the model's mask
+    x = torch.randint(0, 50, (2, 11))
+    torch.testing.assert_close(
+        pruned(x), full(x, head_mask=removed_mask(pruned.config)), atol=1e-10, rtol=1e-10
+    )
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8], [9]]  # longer than the window: a ring cache
+    assert pruned.generate(prompts, max_new_tokens=6) == pruned.generate(
+        prompts, max_new_tokens=6, use_cache=False
+    )
+    # Slopes follow from the config, so checkpoints hold the tensors they always held.
+    assert not [k for k in pruned.state_dict() if "slopes" in k]
+
+
+def test_per_layer_alibi_computes_what_one_shared_alibi_in_the_mask_did():
+    from multihead import masks
+    from multihead.positional import ALiBi
+
+    model = build(position="alibi", window=5)
+    x = torch.randint(0, 50, (2, 9))
+    expected = model(x)
+    shared = masks.causal() & masks.sliding_window(5) & masks.bias(ALiBi(4))  # the old mask
+    for block in model.blocks:
+        block.attn.position_bias = None
+    h = model.embed(x, torch.arange(9))
+    for block in model.blocks:
+        h, _ = block(h, mask=shared, positions=torch.arange(9))
+    torch.testing.assert_close(model.head(model.norm(h)), expected)

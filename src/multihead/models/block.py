@@ -24,6 +24,7 @@ from multihead.attention import KVCacheLayer, MultiHeadAttention, PositionalRota
 from multihead.masks import AttentionMask
 from multihead.models.config import TransformerConfig
 from multihead.models.feedforward import FeedForward
+from multihead.positional import ALiBi, alibi_slopes
 
 
 def make_norm(config: TransformerConfig) -> nn.Module:
@@ -38,11 +39,14 @@ def make_attention(
 ) -> MultiHeadAttention:
     """Layer ``layer``'s self-attention with the heads the config keeps there
     (:meth:`~multihead.models.config.TransformerConfig.heads_of`): its own query and KV head
-    counts, and the query-to-KV mapping when pruning made the groups uneven."""
+    counts, the query-to-KV mapping when pruning made the groups uneven, and, with ALiBi, its
+    own heads' slopes (the attention adds the bias itself)."""
     heads = config.heads_of(layer)
-    # kv_index is only passed for uneven groups, so uniform layers build the module they
-    # always did.
-    uneven = {} if heads.kv_index is None else {"kv_index": heads.kv_index}
+    alibi = None
+    if config.position == "alibi":
+        # Each layer owns its slopes: the slopes of its original heads (Press et al. 2022),
+        # rebuilt from the config, so checkpoints need not carry them.
+        alibi = ALiBi(slopes=alibi_slopes(config.num_heads)[list(heads.query)], persistent=False)
     return MultiHeadAttention(
         config.d_model,
         heads.num_q,
@@ -52,7 +56,8 @@ def make_attention(
         dropout=config.attn_dropout,
         backend=config.backend,
         rotary=rotary,
-        **uneven,
+        kv_index=heads.kv_index,
+        position_bias=alibi,
     )
 
 

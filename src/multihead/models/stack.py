@@ -10,8 +10,7 @@ pooler) changes the parts built here, not the loop.
 
 Example:
     >>> import torch
-    >>> from multihead import masks
-    >>> from multihead.models import EncoderConfig
+    >>>     >>> from multihead.models import EncoderConfig
     >>> stack = TransformerStack(EncoderConfig(vocab_size=20, d_model=16, num_layers=2,
     ...                                        num_heads=2), mask=masks.none())
     >>> stack.transform(torch.randint(0, 20, (3, 5)), torch.arange(5)).shape     # (B, T, E)
@@ -25,14 +24,13 @@ import math
 import torch
 from torch import nn
 
-from multihead import masks
 from multihead.cache import KVCache
 from multihead.masks import AttentionMask
 from multihead.models.block import TransformerBlock, make_norm
 from multihead.models.config import TransformerConfig
 from multihead.models.embeddings import Embeddings
 from multihead.models.head_mask import HeadMask, split_head_mask
-from multihead.positional import ALiBi, RotaryEmbedding
+from multihead.positional import RotaryEmbedding
 from multihead.roles import parameter_roles
 
 
@@ -81,9 +79,6 @@ class TransformerStack(nn.Module):
             TransformerBlock(config, layer=i, rotary=self.rotary) for i in range(config.num_layers)
         )
         self.norm = make_norm(config)
-        self.alibi = ALiBi(config.num_heads) if config.position == "alibi" else None
-        if self.alibi is not None:
-            mask = mask & masks.bias(self.alibi)
         self.mask: AttentionMask = mask
 
     @property
