@@ -10,7 +10,8 @@ pooler) changes the parts built here, not the loop.
 
 Example:
     >>> import torch
-    >>>     >>> from multihead.models import EncoderConfig
+    >>> from multihead import masks
+    >>> from multihead.models import EncoderConfig
     >>> stack = TransformerStack(EncoderConfig(vocab_size=20, d_model=16, num_layers=2,
     ...                                        num_heads=2), mask=masks.none())
     >>> stack.transform(torch.randint(0, 20, (3, 5)), torch.arange(5)).shape     # (B, T, E)
