@@ -119,3 +119,13 @@ def test_wrappers_and_renames_do_not_change_the_groups(tmp_path):
 def test_a_model_without_hidden_matrices_is_told_to_use_adamw():
     with pytest.raises(ValueError, match="found no hidden matrices .* in Embedding; use 'adamw'"):
         make_optimizer(nn.Embedding(4, 3), "muon", **ARGS)
+
+
+def test_a_layer_with_no_heads_left_trains_with_muon():
+    m = model(layer_heads=[[], [0, 1]])  # layer 0 emptied (pruning asked for it explicitly)
+    assert m.blocks[0].attn.in_proj.weight.shape == (0, 16)
+    opt = make_optimizer(m, "muon", **ARGS)
+    before = m.blocks[1].attn.in_proj.weight.detach().clone()
+    m(torch.randint(0, 20, (2, 8))).logsumexp(-1).mean().backward()
+    opt.step()
+    assert not torch.equal(m.blocks[1].attn.in_proj.weight, before)

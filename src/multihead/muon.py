@@ -146,6 +146,7 @@ class Muon(torch.optim.Optimizer):
                 f"row_blocks has {len(blocks)} entries but the group has "
                 f"{len(group['params'])} parameters; give one (None or row counts) per parameter"
             )
+        blocks = [rows or None for rows in blocks]  # () packs nothing: a matrix with no rows
         for i, (p, rows) in enumerate(zip(group["params"], blocks)):
             if p.dim() != 2:
                 raise ValueError(
@@ -176,7 +177,7 @@ class Muon(torch.optim.Optimizer):
         for group in self.param_groups:
             lr, mu = group["lr"], group["momentum"]
             for p, rows in zip(group["params"], group["row_blocks"]):
-                if p.grad is None:
+                if p.grad is None or p.numel() == 0:  # e.g. a layer with no heads left
                     continue
                 state = self.state[p]
                 if "momentum_buffer" not in state:
