@@ -109,9 +109,17 @@ def as_layers(weights: object) -> list[torch.Tensor]:
             )
         if t.numel() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"weights[{i}] contains NaN or infinite values")
-        if t.numel() and float(t.min()) < -1e-6:
-            raise ValueError(f"weights[{i}] has negative weights (min {float(t.min()):.3g})")
-        layers.append(t.clamp(min=0.0))  # never in place: t may be the caller's tensor
+        low = float(t.min()) if t.numel() else 0.0
+        if low < -1e-6:
+            raise ValueError(f"weights[{i}] has negative weights (min {low:.3g})")
+        high = float(t.max()) if t.numel() else 0.0
+        if high > 1.0 + 1e-4:
+            raise ValueError(
+                f"weights[{i}] has weights above 1 (max {high:.3g}); attention probabilities "
+                "(after the softmax) are expected"
+            )
+        # rounding noise below zero is clipped, never in place (t may be the caller's tensor)
+        layers.append(t.clamp(min=0.0) if low < 0 else t)
     tq, tk = layers[0].shape[1:]
     if tq == 0 or tk == 0:
         raise ValueError(f"weights have Tq={tq}, Tk={tk}; at least one query and key needed")
@@ -154,8 +162,7 @@ def _is_causal(layers: list[torch.Tensor]) -> bool:
     tq, tk = layers[0].shape[1:]
     if tq != tk or tq == 1:
         return False
-    upper = torch.ones(tq, tk, dtype=torch.bool).triu(1)  # (Tq, Tk): future keys
-    return all(bool((w[:, upper] == 0).all()) for w in layers if w.shape[0])
+    return not any(bool(w.triu(1).any()) for w in layers)  # no weight on a future key
 
 
 def encode_attention(weights: object, *, top_k: int | None = None) -> EncodedAttention:
