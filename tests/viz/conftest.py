@@ -57,7 +57,8 @@ def browser():
                 executable_path=executable, args=CHROMIUM_ARGS, timeout=60_000
             )
         except Error as err:
-            pytest.skip(f"chromium at {executable} cannot be launched: {err}")
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            pytest.skip(f"chromium at {executable} cannot be launched: {first}")
         yield launched
         launched.close()
 
