@@ -107,12 +107,11 @@ def as_layers(weights: object) -> list[torch.Tensor]:
                 f"weights[{i}] has shape {tuple(t.shape)} but weights[0] has "
                 f"{tuple(layers[0].shape)}; every layer needs the same (Tq, Tk)"
             )
-        if t.numel() and not bool(torch.isfinite(t).all()):
+        low, high = (float(x) for x in torch.aminmax(t)) if t.numel() else (0.0, 0.0)
+        if not (math.isfinite(low) and math.isfinite(high)):  # min/max propagate NaN
             raise ValueError(f"weights[{i}] contains NaN or infinite values")
-        low = float(t.min()) if t.numel() else 0.0
         if low < -1e-6:
             raise ValueError(f"weights[{i}] has negative weights (min {low:.3g})")
-        high = float(t.max()) if t.numel() else 0.0
         if high > 1.0 + 1e-4:
             raise ValueError(
                 f"weights[{i}] has weights above 1 (max {high:.3g}); attention probabilities "

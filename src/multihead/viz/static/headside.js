@@ -163,7 +163,7 @@ function showDetail() {
       const rest = REST[rowOf(state.layer, h, act.i)] / 255;
       list.append(el("span", { class: "entry muted", text: "other keys " + rest.toFixed(2) }));
     } else if (!isQuery) {
-      list.append(el("span", { class: "entry muted", text: "sum " + total.toFixed(2) }));
+      list.append(el("span", { class: "entry muted", text: "total " + total.toFixed(2) }));
     }
     cells.push(list);
     table.append(el("tr", {}, cells));

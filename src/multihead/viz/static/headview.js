@@ -59,7 +59,16 @@ function buildHeadView(root) {
         ]),
         hv.scroll,
       ]),
-      el("div", { class: "side" }, [hv.focusLabel, hv.matrix, hv.readout, hv.detail]),
+      el("div", { class: "side" }, [
+        hv.focusLabel,
+        hv.matrix,
+        el("p", {
+          class: "caption",
+          text: "rows: queries, columns: keys; darker = more (√weight). Click a row to pin it.",
+        }),
+        hv.readout,
+        hv.detail,
+      ]),
     ]),
   );
   fillTokens(hv.left, Q_LABELS, Q_TITLES, "q");
@@ -70,6 +79,12 @@ function buildHeadView(root) {
   hv.matrix.addEventListener("mouseleave", () => (hv.readout.textContent = " "));
   hv.matrix.addEventListener("click", matrixPin);
   window.addEventListener("resize", () => drawLines());
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.pinned) {
+      state.pinned = null;
+      refreshActive();
+    }
+  });
 }
 
 function fillTokens(column, labels, titles, side) {

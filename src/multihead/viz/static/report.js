@@ -41,6 +41,7 @@ function buildReport(root) {
   const head = el("tr");
   columns.forEach((c, n) => {
     const th = el("th", { "data-key": c.key, tabindex: "0", "aria-sort": "none" });
+    if (c.numeric) th.className = "num";
     th.append(el("span", { text: c.label }), el("span", { class: "arrow" }));
     th.addEventListener("click", () => sortReport(n));
     th.addEventListener("keydown", (e) => e.key === "Enter" && sortReport(n));
@@ -57,6 +58,7 @@ function buildReport(root) {
       const value = c.get(r);
       const td = el("td");
       if (c.key === "roles") td.append(roleTags(r));
+      else if (c.numeric) td.textContent = value === null ? "–" : value.toFixed(3);
       else td.textContent = fmt(value);
       if (c.numeric && typeof value === "number") {
         const [lo, hi] = ranges[n];
