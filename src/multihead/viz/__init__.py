@@ -5,8 +5,9 @@
   how the weights are stored, :mod:`multihead.viz.encoding`.
 * Plots (need matplotlib, the ``viz`` extra; Agg, no pyplot state): :func:`attention_heatmap`,
   :func:`attention_grid`, :func:`head_scores`, :func:`head_importance`,
-  :func:`pruning_curve`, :func:`loss_curve`, and :func:`save` (PNG or SVG by suffix). Each
-  returns the matplotlib Figure and takes an optional Axes to draw into.
+  :func:`pruning_curve`, :func:`loss_curve` (with :func:`read_log` and :func:`phase_change`),
+  and :func:`save` (PNG, SVG or PDF by suffix). Each plot returns the matplotlib Figure and
+  takes an optional Axes to draw into.
 
 Everything takes plain data (tensors or arrays, the head report dict), never a model.
 See ``docs/viz.md`` for a guide.
@@ -27,6 +28,7 @@ _PLOTS = {
     "pruning_curve": "multihead.viz.curves",
     "loss_curve": "multihead.viz.curves",
     "read_log": "multihead.viz.curves",
+    "phase_change": "multihead.viz.curves",
     "save": "multihead.viz.figures",
 }
 
