@@ -126,7 +126,7 @@ def test_encoder_bytes_and_pruned_layers(tmp_path, open_viewer, screenshot_dir):
     labels = page.eval_on_selector_all(
         "#mh-left .tok", "nodes => nodes.map(n => n.lastChild.textContent)"
     )
-    assert labels == ["a", "␣", "b", "↵", "c", "é", "·", "␁"]
+    assert labels == ["a", "␣", "b", "↵", "c", "é", "·", "\\x01"]
     page.click("#mh-tab-model")
     assert page.locator("#mh-grid .cell").count() == 5
     page.click("#mh-grid .cell[data-layer='1'][data-head='3']")

@@ -8,7 +8,7 @@ Example:
     >>> readable_tokens(["Hello", " world", "\\n"]).labels
     ['Hello', '␣world', '↵']
     >>> readable_tokens("é!\\x00".encode()).labels  # bytes: one token per byte
-    ['é', '·', '!', '␀']
+    ['é', '·', '!', '\\\\x00']
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Whitespace and invisible characters get a visible stand-in (Unicode "Control Pictures" for
-# C0 controls, as terminals and editors do).
+# Whitespace and invisible characters get a visible stand-in. Only glyphs that common fonts
+# (DejaVu, Liberation, the macOS and Windows UI fonts) carry: Unicode's "Control Pictures"
+# (U+2400..) beyond the open box are missing from most, so other controls are escapes.
 _GLYPHS = {
     " ": "␣",
     "\n": "↵",
     "\t": "⇥",
-    "\r": "␍",
-    "\x7f": "␡",
+    "\r": "\\r",
     "\u00a0": "⍽",  # no-break space
 }
 _INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"}
@@ -42,15 +42,15 @@ def readable_text(text: str) -> str:
     """``text`` with whitespace, control and invisible characters made visible.
 
     >>> readable_text("a b\\tc\\x01")
-    'a␣b⇥c␁'
+    'a␣b⇥c\\\\x01'
     """
     out = []
     for ch in text:
         code = ord(ch)
         if ch in _GLYPHS:
             out.append(_GLYPHS[ch])
-        elif code < 0x20:
-            out.append(chr(0x2400 + code))
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
         elif 0x80 <= code < 0xA0 or ch in _INVISIBLE:
             out.append(f"⟨U+{code:04X}⟩")
         else:
