@@ -88,7 +88,9 @@ function matrixCell(event) {
 
 function keptWeight(layer, head, q, k) {
   const base = rowOf(layer, head, q) * K;
-  for (let s = 0; s < K; s++) if (INDEX[base + s] === k && WEIGHT[base + s]) return WEIGHT[base + s];
+  for (let s = 0; s < K; s++) {
+    if (INDEX[base + s] === k && WEIGHT[base + s]) return WEIGHT[base + s];
+  }
   return null;
 }
 

@@ -101,7 +101,8 @@ function sortReport(n) {
   report.body.append(...rows.map((r) => r.tr));
   [...report.head.children].forEach((th, m) => {
     const sorted = m === n;
-    th.setAttribute("aria-sort", sorted ? (report.descending ? "descending" : "ascending") : "none");
+    const order = report.descending ? "descending" : "ascending";
+    th.setAttribute("aria-sort", sorted ? order : "none");
     th.querySelector(".arrow").textContent = sorted ? (report.descending ? " ▼" : " ▲") : "";
   });
 }
