@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,9 +72,11 @@ def _write_step(
 ) -> None:
     """Every file of a step, then its manifest, all durable before anything points at them."""
     os.mkdir(tmp)  # 0o777 minus the umask, unlike mkdtemp's 0o700
+    create_file(tmp / CONFIG, doc)  # 0o666 minus the umask
     save_model(model, str(tmp / WEIGHTS))
+    # safetensors writes through a 0o600 temporary file: give it the mode the umask gave ours.
+    os.chmod(tmp / WEIGHTS, stat.S_IMODE(os.stat(tmp / CONFIG).st_mode))
     fsync_path(tmp / WEIGHTS)
-    create_file(tmp / CONFIG, doc)
     names = [WEIGHTS, CONFIG]
     if state is not None:
         with open(tmp / STATE, "xb") as f:
