@@ -86,8 +86,8 @@ def install_dir(tmp: Path, final: Path, aside: Path) -> Path | None:
 
     Returns where the directory previously at ``final`` now is (for the caller to delete), or
     None if there was none. Without an atomic exchange a replacement takes two renames; a kill
-    between them leaves ``final`` missing and its old contents at ``aside``, which
-    :func:`~multihead.checkpoint.remove_stale_temporaries` moves back.
+    between them leaves ``final`` missing and its old contents at ``aside``: readers find it
+    there and :func:`~multihead.checkpoint.remove_stale_temporaries` moves it back.
     """
     if not os.path.lexists(final):
         os.rename(tmp, final)

@@ -271,6 +271,11 @@ def resolve_step_dir(directory: str | os.PathLike) -> Path:
         )
     step_dir = root / name
     if not step_dir.is_dir():
+        # A replacement without atomic exchange stopped between its two renames: the step is
+        # complete under its moved-aside name until a cleanup or the next save moves it back.
+        for aside in sorted(root.glob(f".{name}.*.old")):
+            if (aside / CONFIG).is_file():
+                return aside
         raise CheckpointNotFoundError(
             f"{latest} points at {name!r}, which is missing from {str(root)!r}"
         )
