@@ -61,6 +61,9 @@ def test_save_arguments_are_checked(tmp_path):
     with pytest.raises(TypeError, match="JSON-serializable"):
         save_checkpoint(tmp_path, model=net, kind="x", config={"f": object()})
     assert list(tmp_path.iterdir()) == []  # nothing written for bad arguments
+    assert save_checkpoint(tmp_path, model=net, kind="x", config={}, step=torch.tensor(5)).name == (
+        "step-00000005"
+    )
 
 
 @pytest.mark.parametrize("exchange", [True, False])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import shutil
 import stat
@@ -65,6 +66,17 @@ def _config_bytes(
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
     except (TypeError, ValueError) as err:
         raise TypeError(f"config and meta must be JSON-serializable: {err}") from None
+
+
+def _step_number(step: object) -> int:
+    """``step`` as an int >= 0; integer scalars (numpy, 0-d tensors) are accepted."""
+    try:
+        number = -1 if isinstance(step, bool) else operator.index(step)  # type: ignore[arg-type]
+    except TypeError:
+        number = -1
+    if number < 0:
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    return number
 
 
 def _write_step(
@@ -133,8 +145,7 @@ def save_checkpoint(
     Raises:
         CheckpointError: ``directory`` is an existing file or cannot be created or written.
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    step = _step_number(step)
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
         raise ValueError(f"keep must be None or an integer >= 0, got {keep!r}")
     doc = _config_bytes(kind, config, step, meta)
