@@ -186,3 +186,11 @@ def test_alibi_takes_per_example_key_positions():
             for j in range(3):
                 exp = -slope * abs(int(q_pos[b, 0]) - int(k_pos[b, j]))
                 assert math.isclose(got[b, h, 0, j].item(), exp, rel_tol=1e-12)
+
+
+def test_alibi_slopes_can_stay_out_of_the_state_dict():
+    alibi = ALiBi(num_heads=4, persistent=False).select_heads(torch.tensor([2, 0]))
+    assert "slopes" not in alibi.state_dict()
+    assert alibi.slopes.tolist() == [alibi_slopes(4)[2].item(), alibi_slopes(4)[0].item()]
+    with pytest.raises(TypeError, match="persistent must be a bool"):
+        ALiBi(num_heads=4, persistent=1)

@@ -24,6 +24,7 @@ from multihead.masks import bias as bias_mask
 from multihead.masks import causal as causal_mask
 from multihead.observation import AttentionPoints, Observer
 from multihead.projection import merge_heads, project_packed, split_heads
+from multihead.roles import MATRIX, RESIDUAL, Role
 
 
 class PositionalRotation(Protocol):
@@ -508,6 +509,16 @@ class MultiHeadAttention(nn.Module):
         """Fuse a tutorial-style per-head model into one module with equal outputs (see
         :func:`multihead.module_conversions.from_head_list`)."""
         return module_conversions.from_head_list(cls, heads, proj, **kwargs)
+
+    def parameter_roles(self) -> list[tuple[nn.Parameter, Role]]:
+        """Roles of the weights (:mod:`multihead.roles`): the packed ``[W_q; W_k; W_v]`` is
+        three matrices, and ``out_proj`` writes the residual stream. Biases get the default."""
+        if self.packed:
+            sizes = [n for n in self._sizes if n]  # a layer with no heads left packs nothing
+            roles = [(self.in_proj.weight, MATRIX.packed(sizes))]
+        else:
+            roles = [(p.weight, MATRIX) for p in (self.q_proj, self.k_proj, self.v_proj)]
+        return [*roles, (self.out_proj.weight, RESIDUAL)]
 
     def extra_repr(self) -> str:
         kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""

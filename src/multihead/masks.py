@@ -34,6 +34,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from multihead import _checks
 from multihead._checks import shape
 
 ALIGNS = ("top_left", "bottom_right")
@@ -116,10 +117,8 @@ class AttentionMask:
     def __post_init__(self) -> None:
         if self.align not in ALIGNS:
             raise ValueError(f"align must be one of {ALIGNS}, got {self.align!r}")
-        if self.window is not None and (
-            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
-        ):
-            raise ValueError(f"window must be a positive integer, got {self.window!r}")
+        if self.window is not None:
+            _checks.require_positive_int("window", self.window)  # the one window rule
 
     # ------------------------------------------------------------------ composition
     def __and__(self, other: AttentionMask) -> AttentionMask:

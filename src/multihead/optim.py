@@ -1,12 +1,17 @@
 """Optimizers for :mod:`multihead.train`: AdamW, or Muon on the hidden matrices with AdamW on
-the rest.
+the rest, grouped by the roles the modules declare for their parameters
+(:mod:`multihead.roles`), never by parameter names.
 
-Muon (Jordan et al. 2024; ``torch.optim.Muon``) orthogonalizes each 2-D weight's momentum
+Muon (Jordan et al. 2024; :mod:`multihead.muon`) orthogonalizes each hidden matrix's momentum
 with a few Newton-Schulz iterations before the update. It is meant for the hidden matrices
 only: embeddings, the output head, biases and norm gains keep AdamW. With
 ``adjust_lr_fn="match_rms_adamw"`` (Liu et al. 2025, "Muon is Scalable for LLM Training") the
 update has the RMS of an AdamW update, so both parts share one learning rate and one weight
 decay, and the learning-rate schedule sets both.
+
+``"muon"`` orthogonalizes each projection of a packed matrix (``[W_q; W_k; W_v]``,
+``[gate; up]``) on its own; ``"muon_whole"`` treats every parameter as one matrix, as
+``torch.optim.Muon`` does (kept to measure the difference).
 
 Example:
     >>> import torch
@@ -16,6 +21,8 @@ Example:
     >>> opt = make_optimizer(model, "muon", lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
     >>> [len(g["params"]) for g in opt.param_groups]  # Muon; AdamW decay; no decay
     [4, 1, 10]
+    >>> opt.param_groups[0]["row_blocks"]       # in_proj [W_q; W_k; W_v], out_proj, up, down
+    [(16, 16, 16), None, None, None]
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from typing import Any
 
 import torch
 
-OPTIMIZERS = ("adamw", "muon")
+from multihead.muon import Muon
+from multihead.roles import parameter_roles
+
+OPTIMIZERS = ("adamw", "muon", "muon_whole")
 
 
 class Combined:
@@ -68,21 +78,26 @@ def make_optimizer(
     weight_decay: float,
     betas: tuple[float, float],
 ) -> torch.optim.Optimizer | Combined:
-    """AdamW (``"adamw"``), or Muon on the blocks' 2-D weights plus AdamW on the rest
-    (``"muon"``). Matrices and embeddings decay; biases and norm gains do not (decaying them
-    only fights the normalization)."""
+    """AdamW (``"adamw"``), or Muon on the hidden matrices plus AdamW on the rest (``"muon"``,
+    per-projection; ``"muon_whole"``, whole parameters). Matrices and embeddings decay;
+    biases and norm gains do not (decaying them only fights the normalization).
+
+    Groups follow :func:`multihead.roles.parameter_roles`, so wrapping or renaming the model
+    (``nn.Sequential(model)``, DDP, ``torch.compile``) gives the same groups.
+    """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-    hidden, decay, no_decay = [], [], []
-    for pname, p in model.named_parameters():
+    hidden, row_blocks, decay, no_decay = [], [], [], []
+    for _, p, role in parameter_roles(model):
         if not p.requires_grad:
             continue
-        if p.dim() < 2:
-            no_decay.append(p)
-        elif name == "muon" and pname.startswith("blocks."):
+        if name != "adamw" and role.kind == "matrix" and p.dim() == 2:
             hidden.append(p)
-        else:
+            row_blocks.append(role.blocks if name == "muon" else None)
+        elif role.decays:
             decay.append(p)
+        else:
+            no_decay.append(p)
     adam_groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -90,7 +105,15 @@ def make_optimizer(
     adam = torch.optim.AdamW([g for g in adam_groups if g["params"]], lr=lr, betas=betas)
     if name == "adamw":
         return adam
-    muon = torch.optim.Muon(
-        hidden, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw"
+    if not hidden:
+        raise ValueError(
+            f"optimizer={name!r} found no hidden matrices (parameters with role 'matrix') in "
+            f"{type(model).__name__}; use 'adamw'"
+        )
+    muon = Muon(
+        [{"params": hidden, "row_blocks": row_blocks}],
+        lr=lr,
+        weight_decay=weight_decay,
+        adjust_lr_fn="match_rms_adamw",
     )
     return Combined(muon, adam)

@@ -159,8 +159,11 @@ class ALiBi(nn.Module):
         num_heads: H; the slopes default to the paper's (:func:`alibi_slopes`).
         slopes: explicit per-head slopes ``(H,)`` instead (e.g. from a checkpoint or a
             pruned model); ``num_heads`` may then be omitted.
+        persistent: save the slopes in the state dict (default). A model that rebuilds them
+            from its config (the models of :mod:`multihead.models` keep each layer's original
+            head ids) passes False, so its checkpoints hold the same tensors as before.
 
-    The slopes are a persistent buffer ``slopes (H,)``: they are saved with the model, and
+    The slopes are a buffer ``slopes (H,)``, saved with the model unless told otherwise, and
     :meth:`select_heads` keeps each kept head's own slope, so a pruned model attends as the
     original one did. Inject one ALiBi per attention layer as
     ``MultiHeadAttention(..., position_bias=ALiBi(H))``, or pass ``masks.bias(ALiBi(H))`` in a
@@ -192,8 +195,10 @@ class ALiBi(nn.Module):
         num_heads: int | None = None,
         *,
         slopes: torch.Tensor | Sequence[float] | None = None,
+        persistent: bool = True,
     ) -> None:
         super().__init__()
+        _checks.require_bool("persistent", persistent)
         if slopes is None:
             if num_heads is None:
                 raise ValueError("ALiBi needs num_heads or explicit slopes, got neither")
@@ -209,7 +214,7 @@ class ALiBi(nn.Module):
                     f"num_heads={num_heads} but {values.numel()} slopes were given; pass one "
                     "slope per head"
                 )
-        self.register_buffer("slopes", values.clone(), persistent=True)  # (H,)
+        self.register_buffer("slopes", values.clone(), persistent=persistent)  # (H,)
 
     @property
     def num_heads(self) -> int:

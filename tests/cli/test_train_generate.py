@@ -61,7 +61,7 @@ def test_synthetic_task_prompt_is_token_ids(tmp_path, capsys):
     ("args", "message"),
     [
         (["--num-heads", "3"], "num_heads=3 does not divide d_model=32"),
-        (["--window", "0"], "window must be an integer >= 1"),
+        (["--window", "0"], "window must be a positive integer"),
         (["--data", "/no/such/corpus"], "does not exist"),
     ],
 )

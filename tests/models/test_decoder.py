@@ -1,11 +1,18 @@
-"""DecoderLM against a twin built from torch.nn.TransformerEncoderLayer, generation
-invariants (cache, batching, sampling options) and torch.compile."""
+"""DecoderLM against a twin built from torch.nn.TransformerEncoderLayer, tied heads, bad
+tokens, torch.compile, and pruned models (per-layer heads): equal to the head-masked full
+model, saved, reloaded, generating and training like any other."""
+
+import inspect
+import json
 
 import pytest
 import torch
 from torch import nn
 
-from multihead.models import DecoderConfig, DecoderLM, FeedForward, sample_next
+from multihead import MultiHeadAttention
+from multihead.cache import KVCache
+from multihead.models import DecoderConfig, DecoderLM
+from tests.models.pruning import copy_kept_heads, removed_mask
 
 
 def build(**kw):
@@ -72,78 +79,6 @@ def test_tied_and_untied_heads():
     assert untied.num_parameters() - tied.num_parameters() == 50 * 32
 
 
-def test_swiglu_feedforward_formula():
-    torch.manual_seed(0)
-    ffn = FeedForward(dim=8, hidden_dim=12, activation="swiglu", bias=False)
-    x = torch.randn(2, 3, 8)
-    gate, up = ffn.up.weight[:12], ffn.up.weight[12:]
-    expected = (nn.functional.silu(x @ gate.T) * (x @ up.T)) @ ffn.down.weight.T
-    torch.testing.assert_close(ffn(x), expected)
-
-
-@pytest.mark.parametrize(
-    "kw",
-    [
-        {"position": "rope", "num_kv_heads": 2, "activation": "swiglu", "norm": "rmsnorm"},
-        {"position": "alibi", "window": 4},
-        {"position": "learned", "rope_interleaved": True},
-    ],
-)
-def test_greedy_same_with_and_without_cache_and_batched(kw):
-    model = build(**kw)
-    prompts = [[1, 2, 3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
-    cached = model.generate(prompts, max_new_tokens=10)
-    uncached = model.generate(prompts, max_new_tokens=10, use_cache=False)
-    single = [model.generate([p], max_new_tokens=10)[0] for p in prompts]
-    assert cached == uncached == single
-    assert [len(o) for o in cached] == [10, 10, 10]
-
-
-def test_stop_tokens_end_rows_and_are_included():
-    model = build()
-    free = model.generate([[1, 2, 3]], max_new_tokens=8)[0]
-    stop = free[3]
-    out = model.generate([[1, 2, 3]], max_new_tokens=8, stop_tokens=[stop])[0]
-    assert out == free[: free.index(stop) + 1]
-
-
-def test_sampling_options():
-    model = build()
-    g = torch.Generator().manual_seed(1)
-    a = model.generate([[1, 2]], max_new_tokens=6, temperature=1.0, generator=g)
-    g = torch.Generator().manual_seed(1)
-    b = model.generate([[1, 2]], max_new_tokens=6, temperature=1.0, generator=g)
-    assert a == b
-    greedy = model.generate([[1, 2]], max_new_tokens=6)
-    assert model.generate([[1, 2]], max_new_tokens=6, temperature=0.7, top_k=1) == greedy
-    assert model.generate([[1, 2]], max_new_tokens=6, temperature=0.7, top_p=1e-6) == greedy
-
-
-def test_top_k_and_top_p_filter_the_right_tokens():
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    g = torch.Generator().manual_seed(0)
-    draws = {int(sample_next(logits, temperature=1.0, top_k=2, generator=g)) for _ in range(200)}
-    assert draws == {0, 1}
-    draws = {int(sample_next(logits, temperature=1.0, top_p=0.7, generator=g)) for _ in range(200)}
-    assert draws == {0, 1}  # 0.5 < 0.7, 0.5 + 0.3 >= 0.7: the nucleus is {0, 1}
-
-
-@pytest.mark.parametrize(
-    ("kw", "message"),
-    [
-        ({"max_new_tokens": -1}, "max_new_tokens must be an integer >= 0"),
-        ({"max_new_tokens": 2, "temperature": -1.0}, "temperature must be >= 0"),
-        ({"max_new_tokens": 2, "top_k": 0}, "top_k must be a positive integer"),
-        ({"max_new_tokens": 2, "top_p": 0.0}, "top_p must be in"),
-        ({"max_new_tokens": 40}, "exceeds max_seq_len=32"),
-    ],
-)
-def test_generate_rejects_bad_arguments(kw, message):
-    model = build(position="learned")
-    with pytest.raises(ValueError, match=message):
-        model.generate([[1, 2]], **kw)
-
-
 def test_forward_rejects_bad_tokens():
     model = build()
     with pytest.raises(ValueError, match=r"\(B, T\) integer token ids"):
@@ -167,57 +102,143 @@ def test_compile_fullgraph_forward():
     torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("position", ["learned", "rope"])
-def test_token_nll_stride_one_gives_each_token_its_full_context(position):
-    model = build(position=position, max_seq_len=8)
-    tokens = torch.randint(0, 50, (30,), generator=torch.Generator().manual_seed(1))
-    nll = model.token_nll(tokens, context=8, stride=1, batch_size=5)
-    assert nll.shape == (29,)
-    for i in range(29):  # target tokens[i + 1], predicted from up to 8 tokens before it
-        lo = max(0, i + 1 - 8)
-        logits = model(tokens[None, lo : i + 1])[0, -1].double()  # (V,)
-        expected = -torch.log_softmax(logits, -1)[tokens[i + 1]]
-        torch.testing.assert_close(nll[i].double(), expected, atol=1e-5, rtol=1e-5)
+# ---------------------------------------------------------------------- pruned models
+# Layer 1 keeps query heads 1 and 3 (one per KV group); layer 2 keeps KV group 1, reordered.
+PRUNED = {"num_kv_heads": 2, "num_layers": 3, "layer_heads": [[0, 1, 2, 3], [1, 3], [3, 2]]}
 
 
-def test_token_nll_with_stride_equal_context_is_non_overlapping_windows():
-    model = build(max_seq_len=8)
-    tokens = torch.randint(0, 50, (33,), generator=torch.Generator().manual_seed(2))
-    nll = model.token_nll(tokens, context=8, stride=8)
-    windows = tokens[:33].reshape(-1)[: 4 * 8 + 1]
-    x = torch.stack([windows[i * 8 : i * 8 + 8] for i in range(4)])  # (4, 8)
-    y = torch.stack([windows[i * 8 + 1 : i * 8 + 9] for i in range(4)])
-    expected = torch.nn.functional.cross_entropy(
-        model(x).transpose(1, 2), y, reduction="none"
-    ).flatten()
-    torch.testing.assert_close(nll, expected, atol=1e-5, rtol=1e-5)
-    # Byte tensors (ByteCorpus.val is uint8) are token ids too.
-    torch.testing.assert_close(model.token_nll(tokens.to(torch.uint8), context=8, stride=8), nll)
+def pruned_pair(**kw):
+    full = build(**{**PRUNED, **kw, "layer_heads": None}).double()
+    pruned = build(**{**PRUNED, **kw}).double()
+    copy_kept_heads(full, pruned)
+    return full, pruned
 
 
-def test_token_nll_middle_stride_scores_every_token_once_with_enough_context():
-    model = build(max_seq_len=8)
-    tokens = torch.randint(0, 50, (40,), generator=torch.Generator().manual_seed(3))
-    nll = model.token_nll(tokens, context=8, stride=3)
-    full = model.token_nll(tokens, context=8, stride=1)
-    # The first window's tokens are scored with the same (short) context either way.
-    torch.testing.assert_close(nll[:8], full[:8], atol=1e-5, rtol=1e-5)
-    assert torch.isfinite(nll).all() and nll.shape == (39,)
+@pytest.mark.parametrize("kw", [{}, {"position": "learned", "window": 5}, {"bias": False}])
+def test_a_pruned_model_equals_the_head_masked_full_model(kw):
+    full, pruned = pruned_pair(**kw)
+    assert [b.attn.num_heads for b in pruned.blocks] == [4, 2, 2]
+    assert [b.attn.num_kv_heads for b in pruned.blocks] == [2, 2, 1]
+    x = torch.randint(0, 50, (2, 11))
+    torch.testing.assert_close(
+        pruned(x), full(x, head_mask=removed_mask(pruned.config)), atol=1e-10, rtol=1e-10
+    )
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"context": 9}, "context must be in"),
-        ({"context": 4, "stride": 5}, "stride must be in"),
-        ({"stride": 0}, "stride must be in"),
-    ],
-)
-def test_token_nll_bad_arguments(kwargs, match):
-    model = build(max_seq_len=8)
-    with pytest.raises(ValueError, match=match):
-        model.token_nll(torch.arange(20), **kwargs)
-    with pytest.raises(ValueError, match="tokens must be"):
-        model.token_nll(torch.arange(20)[None])
-    with pytest.raises(ValueError, match=r"integer ids.*torch.float32"):
-        model.token_nll(torch.arange(20.0))
+def test_a_pruned_model_saves_and_reloads(tmp_path):
+    from multihead.checkpoint import CONFIG, save_checkpoint
+
+    _, pruned = pruned_pair()
+    pruned = pruned.float()
+    cfg = pruned.config
+    save_checkpoint(tmp_path, model=pruned, kind=cfg.kind, config=cfg.to_dict())
+    saved = json.loads((tmp_path / "step-00000000" / CONFIG).read_text())["config"]
+    assert saved["layer_heads"] == [[0, 1, 2, 3], [1, 3], [3, 2]]  # readable JSON
+    back = DecoderLM.from_checkpoint(tmp_path)
+    assert back.config == cfg
+    x = torch.randint(0, 50, (2, 9))
+    torch.testing.assert_close(back(x), pruned(x))
+
+
+def _per_layer_cache() -> bool:
+    try:
+        KVCache(num_layers=2, batch_size=1, max_len=2, num_kv_heads=[1, 2], head_dim=2)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _per_layer_cache(), reason="needs per-layer KVCache counts (attn branch)")
+def test_a_pruned_model_generates_the_same_with_its_per_layer_cache():
+    _, pruned = pruned_pair()  # KV heads per layer: 2, 2, 1
+    prompts = [[1, 2, 3, 4], [5, 6]]
+    assert [layer.k.shape[1] for layer in pruned.new_cache(2, 10).layers] == [2, 2, 1]
+    assert pruned.generate(prompts, max_new_tokens=6) == pruned.generate(
+        prompts, max_new_tokens=6, use_cache=False
+    )
+
+
+def test_training_runs_and_resumes_from_a_pruned_config(tmp_path):
+    from multihead.train import TrainConfig, train
+
+    cfg = DecoderConfig(
+        vocab_size=16,
+        max_seq_len=16,
+        d_model=32,
+        num_layers=2,
+        num_heads=4,
+        layer_heads=[[0, 2], [1, 2, 3]],
+    )
+    run = TrainConfig(
+        task="copy",
+        steps=4,
+        batch_size=4,
+        seq_len=15,
+        warmup_steps=1,
+        eval_every=2,
+        eval_tokens=256,
+        log_every=1,
+        save_every=2,
+        optimizer="muon",
+    )
+    full = train(cfg, run, out=tmp_path / "a", progress=False)
+    resumed = train(
+        cfg, run, out=tmp_path / "b", resume=tmp_path / "a" / "step-00000002", progress=False
+    )
+    assert resumed["losses"] == full["losses"][2:]  # bit for bit
+    assert DecoderLM.from_checkpoint(tmp_path / "a").config.layer_heads == ((0, 2), (1, 2, 3))
+
+
+UNEVEN = "kv_index" in inspect.signature(MultiHeadAttention).parameters
+
+
+@pytest.mark.skipif(not UNEVEN, reason="needs MultiHeadAttention(kv_index=...) (attn branch)")
+def test_uneven_groups_after_pruning_equal_the_head_masked_full_model():
+    # Layer 0: KV head 0 serves query heads 0 and 1, KV head 1 only query head 3; layer 1
+    # keeps its heads in another order than their groups.
+    full, pruned = pruned_pair(layer_heads=[[0, 1, 3], [3, 0], [2]])
+    assert pruned.config.heads_of(0).kv_index == (0, 0, 1)
+    x = torch.randint(0, 50, (2, 11))
+    torch.testing.assert_close(
+        pruned(x), full(x, head_mask=removed_mask(pruned.config)), atol=1e-10, rtol=1e-10
+    )
+    prompts = [[1, 2, 3], [4]]
+    assert pruned.generate(prompts, max_new_tokens=5) == pruned.generate(
+        prompts, max_new_tokens=5, use_cache=False
+    )
+
+
+def test_each_layer_owns_the_alibi_slopes_of_its_heads():
+    from multihead.positional import alibi_slopes
+
+    full, pruned = pruned_pair(position="alibi", window=6)
+    slopes = alibi_slopes(4)
+    for block, heads in zip(pruned.blocks, pruned.config.layer_heads):
+        torch.testing.assert_close(block.attn.position_bias.slopes.float(), slopes[list(heads)])
+    assert not pruned.mask.has_bias  # the attention adds its own bias, not the model's mask
+    x = torch.randint(0, 50, (2, 11))
+    torch.testing.assert_close(
+        pruned(x), full(x, head_mask=removed_mask(pruned.config)), atol=1e-10, rtol=1e-10
+    )
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8], [9]]  # longer than the window: a ring cache
+    assert pruned.generate(prompts, max_new_tokens=6) == pruned.generate(
+        prompts, max_new_tokens=6, use_cache=False
+    )
+    # Slopes follow from the config, so checkpoints hold the tensors they always held.
+    assert not [k for k in pruned.state_dict() if "slopes" in k]
+
+
+def test_per_layer_alibi_computes_what_one_shared_alibi_in_the_mask_did():
+    from multihead import masks
+    from multihead.positional import ALiBi
+
+    model = build(position="alibi", window=5)
+    x = torch.randint(0, 50, (2, 9))
+    expected = model(x)
+    shared = masks.causal() & masks.sliding_window(5) & masks.bias(ALiBi(4))  # the old mask
+    for block in model.blocks:
+        block.attn.position_bias = None
+    h = model.embed(x, torch.arange(9))
+    for block in model.blocks:
+        h, _ = block(h, mask=shared, positions=torch.arange(9))
+    torch.testing.assert_close(model.head(model.norm(h)), expected)

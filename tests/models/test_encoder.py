@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from multihead.models import Encoder, EncoderConfig
+from tests.models.pruning import copy_kept_heads, removed_mask
 
 
 def build(**kw):
@@ -42,3 +43,15 @@ def test_lengths_and_padding_mask_are_exclusive():
     x = torch.zeros(1, 3, dtype=torch.long)
     with pytest.raises(ValueError, match="not both"):
         enc(x, lengths=torch.tensor([3]), padding_mask=torch.ones(1, 3, dtype=torch.bool))
+
+
+def test_a_pruned_encoder_equals_the_head_masked_full_encoder():
+    full = build(num_layers=3).double()
+    pruned = build(num_layers=3, layer_heads=[[2], [0, 1, 2, 3], [3, 0]]).double()
+    copy_kept_heads(full, pruned)
+    x = torch.randint(0, 30, (2, 6))
+    lengths = torch.tensor([6, 4])
+    got_h, got_p = pruned(x, lengths=lengths)
+    want_h, want_p = full(x, lengths=lengths, head_mask=removed_mask(pruned.config))
+    torch.testing.assert_close(got_h, want_h, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(got_p, want_p, atol=1e-10, rtol=1e-10)

@@ -47,6 +47,8 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type, skip: set[str]) -> No
         kind = str(f.type).replace(" ", "")
         optional = kind.endswith("|None")
         kind = kind.removesuffix("|None")
+        if kind not in ("int", "float", "str", "bool"):
+            continue  # e.g. per-layer head ids: they come from a pruned checkpoint, not flags
         if kind == "bool":
             group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
         else:

@@ -1,6 +1,6 @@
 """The pre-norm transformer block: ``x + attn(norm(x))``, then ``x + ffn(norm(x))``.
 
-Legend: B batch, T sequence length, E model width.
+Legend: B batch, T sequence length, E model width, H_l the block's query heads.
 
 Pre-norm (Xiong et al. 2020, "On layer normalization in the Transformer architecture") keeps the
 residual stream un-normalized, which trains stably without a long warmup.
@@ -10,8 +10,9 @@ Example:
     >>> from multihead import masks
     >>> from multihead.models import DecoderConfig, TransformerBlock
     >>> block = TransformerBlock(DecoderConfig(d_model=32, num_heads=4, position="none"))
-    >>> block(torch.randn(2, 7, 32), mask=masks.causal()).shape
-    torch.Size([2, 7, 32])
+    >>> x, weights = block(torch.randn(2, 7, 32), mask=masks.causal(), need_weights=True)
+    >>> x.shape, weights.shape                          # (B, T, E), (B, H_l, T, T)
+    (torch.Size([2, 7, 32]), torch.Size([2, 4, 7, 7]))
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from multihead.attention import KVCacheLayer, MultiHeadAttention, PositionalRota
 from multihead.masks import AttentionMask
 from multihead.models.config import TransformerConfig
 from multihead.models.feedforward import FeedForward
+from multihead.positional import ALiBi, alibi_slopes
 
 
 def make_norm(config: TransformerConfig) -> nn.Module:
@@ -32,32 +34,58 @@ def make_norm(config: TransformerConfig) -> nn.Module:
     return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
 
 
+def make_attention(
+    config: TransformerConfig, layer: int, *, rotary: PositionalRotation | None
+) -> MultiHeadAttention:
+    """Layer ``layer``'s self-attention with the heads the config keeps there
+    (:meth:`~multihead.models.config.TransformerConfig.heads_of`): its own query and KV head
+    counts, the query-to-KV mapping when pruning made the groups uneven, and, with ALiBi, its
+    own heads' slopes (the attention adds the bias itself)."""
+    heads = config.heads_of(layer)
+    alibi = None
+    if config.position == "alibi":
+        # Each layer owns its slopes: the slopes of its original heads (Press et al. 2022),
+        # rebuilt from the config, so checkpoints need not carry them.
+        alibi = ALiBi(slopes=alibi_slopes(config.num_heads)[list(heads.query)], persistent=False)
+    return MultiHeadAttention(
+        config.d_model,
+        heads.num_q,
+        num_kv_heads=heads.num_kv,
+        head_dim=config.head_size,
+        bias=config.bias,
+        dropout=config.attn_dropout,
+        backend=config.backend,
+        rotary=rotary,
+        kv_index=heads.kv_index,
+        position_bias=alibi,
+    )
+
+
 class TransformerBlock(nn.Module):
     """One pre-norm block: self-attention and feed-forward, each with a residual connection.
 
     Args:
         config: sizes and options (see :class:`~multihead.models.config.TransformerConfig`).
+        layer: which layer of the config this block is (it picks the layer's heads).
         rotary: the position rotation shared by all layers (RoPE), or None.
 
-    Call: ``block(x, mask=..., positions=..., cache=...)`` with x ``(B, T, E)``; mask an
-    :class:`~multihead.masks.AttentionMask` (True = may attend); returns ``(B, T, E)``.
+    Call: ``block(x, mask=..., positions=..., cache=..., head_mask=..., need_weights=...)``
+    with x ``(B, T, E)``; mask an :class:`~multihead.masks.AttentionMask` (True = may
+    attend); head_mask ``(H_l,)`` or ``(B, H_l)`` multiplying each head's output (1 keeps,
+    0 removes; differentiable). Returns ``(x, weights)``: ``(B, T, E)`` and the attention
+    weights ``(B, H_l, T, Tk)`` when ``need_weights`` else None.
     """
 
     def __init__(
-        self, config: TransformerConfig, *, rotary: PositionalRotation | None = None
+        self,
+        config: TransformerConfig,
+        *,
+        layer: int = 0,
+        rotary: PositionalRotation | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = make_norm(config)
-        self.attn = MultiHeadAttention(
-            config.d_model,
-            config.num_heads,
-            num_kv_heads=config.kv_heads,
-            head_dim=config.head_size,
-            bias=config.bias,
-            dropout=config.attn_dropout,
-            backend=config.backend,
-            rotary=rotary,
-        )
+        self.attn = make_attention(config, layer, rotary=rotary)
         self.norm2 = make_norm(config)
         self.ffn = FeedForward(
             dim=config.d_model,
@@ -75,7 +103,16 @@ class TransformerBlock(nn.Module):
         mask: AttentionMask | None = None,
         positions: torch.Tensor | None = None,
         cache: KVCacheLayer | None = None,
-    ) -> torch.Tensor:
-        a, _ = self.attn(self.norm1(x), mask=mask, positions=positions, cache=cache)
+        head_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(
+            self.norm1(x),
+            mask=mask,
+            positions=positions,
+            cache=cache,
+            head_mask=head_mask,
+            need_weights=need_weights,
+        )
         x = x + self.dropout(a)
-        return x + self.ffn(self.norm2(x))  # (B, T, E)
+        return x + self.ffn(self.norm2(x)), weights  # (B, T, E), (B, H_l, T, Tk) | None

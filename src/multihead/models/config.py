@@ -17,28 +17,44 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+from multihead import _checks
 
 POSITIONS = ("rope", "alibi", "sinusoidal", "learned", "none")
 ACTIVATIONS = ("gelu", "swiglu")
 NORMS = ("layernorm", "rmsnorm")
 POOLINGS = ("mean", "first")
+# Fields written to a checkpoint's config.json only when set, so uniform configs keep the file
+# format they had before per-layer heads existed.
+_OMITTED_WHEN_NONE = ("layer_heads", "layer_kv_heads")
 
 
-def _int(name: str, value: Any, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+@dataclass(frozen=True)
+class LayerHeads:
+    """The attention heads of one layer, as :meth:`TransformerConfig.heads_of` gives them.
 
+    Attributes:
+        query: the original query-head ids the layer keeps, in order (``range(Hq)`` unpruned).
+        kv: the original KV-head ids it keeps, in order.
+        kv_index: for each kept query head, the index into ``kv`` of its KV head; None when
+            the groups are the uniform ones (query head ``i`` uses KV head
+            ``i // (num_q / num_kv)``), which is what every unpruned layer has.
+    """
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    query: tuple[int, ...]
+    kv: tuple[int, ...]
+    kv_index: tuple[int, ...] | None
 
+    @property
+    def num_q(self) -> int:
+        return len(self.query)
 
-def _prob(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+    @property
+    def num_kv(self) -> int:
+        return len(self.kv)
 
 
 @dataclass
@@ -50,9 +66,11 @@ class TransformerConfig:
         max_seq_len: longest sequence; bounds learned positions and sizes caches.
         d_model: model width E.
         num_layers: transformer blocks.
-        num_heads: query heads Hq; must divide ``d_model`` unless ``head_dim`` is set.
-        num_kv_heads: key/value heads Hkv (None = Hq); must divide ``num_heads`` (GQA/MQA).
-        head_dim: D (None = d_model / num_heads).
+        num_heads: query heads Hq of an unpruned layer; must divide ``d_model`` unless
+            ``head_dim`` is set.
+        num_kv_heads: key/value heads Hkv of an unpruned layer (None = Hq); must divide
+            ``num_heads`` (GQA/MQA).
+        head_dim: D (None = d_model / num_heads). Pruning heads never changes it.
         ffn_dim: hidden width of the feed-forward (None = 4 E for GELU, about 8/3 E rounded
             up to a multiple of 8 for SwiGLU, which keeps the parameter count of 4 E GELU).
         activation: ``"gelu"`` or ``"swiglu"`` (Shazeer 2020).
@@ -67,6 +85,24 @@ class TransformerConfig:
         dropout: dropout after attention and feed-forward, and on embeddings.
         attn_dropout: dropout on attention weights.
         backend: attention backend name (``"auto"``, ``"sdpa"``, ``"blockwise"``, ``"math"``).
+        layer_heads: per layer, the *original* query-head ids it keeps (ids in
+            ``[0, num_heads)``, no duplicates, in the order the layer holds them); None = every
+            layer has all ``num_heads``. A pruned model is an ordinary model with this set.
+        layer_kv_heads: per layer, the original KV-head ids it keeps (None = the KV heads its
+            query heads use, in the order of their first query head). A kept query head's KV
+            head must be kept, and every kept KV head must serve at least one kept query
+            head. Groups may become uneven.
+
+    Example (a pruned layout: layer 0 keeps query heads 0, 1 and 3 of 4, grouped-query with
+    2 KV heads, so KV head 1 now serves one query head and KV head 0 two):
+        >>> cfg = TransformerConfig(num_layers=2, num_heads=4, num_kv_heads=2,
+        ...                         layer_heads=[[0, 1, 3], [0, 1, 2, 3]])
+        >>> cfg.heads_of(0)
+        LayerHeads(query=(0, 1, 3), kv=(0, 1), kv_index=(0, 0, 1))
+        >>> cfg.heads_of(1).kv_index is None                      # uniform groups
+        True
+        >>> cfg.layer_head_counts
+        (3, 4)
     """
 
     vocab_size: int = 256
@@ -89,37 +125,37 @@ class TransformerConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     backend: str = "auto"
+    layer_heads: tuple[tuple[int, ...], ...] | None = None
+    layer_kv_heads: tuple[tuple[int, ...], ...] | None = None
 
     kind: ClassVar[str] = "transformer"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_seq_len", "d_model", "num_layers", "num_heads"):
-            _int(name, getattr(self, name))
+            _checks.require_int(name, getattr(self, name), minimum=1)
         if self.head_dim is None and self.d_model % self.num_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} does not divide d_model={self.d_model}; choose "
                 "num_heads dividing d_model or set head_dim"
             )
-        if self.head_dim is not None:
-            _int("head_dim", self.head_dim)
-        if self.num_kv_heads is not None:
-            _int("num_kv_heads", self.num_kv_heads)
-            if self.num_heads % self.num_kv_heads:
-                raise ValueError(
-                    f"num_kv_heads={self.num_kv_heads} does not divide num_heads="
-                    f"{self.num_heads}; each KV head must serve a whole group of query heads"
-                )
-        if self.ffn_dim is not None:
-            _int("ffn_dim", self.ffn_dim)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _choice("norm", self.norm, NORMS)
-        _choice("position", self.position, POSITIONS)
-        if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
-            raise ValueError(f"norm_eps must be a positive float, got {self.norm_eps!r}")
-        if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
-            raise ValueError(f"rope_base must be a number > 1, got {self.rope_base!r}")
-        if not (isinstance(self.rope_fraction, (int, float)) and 0 < self.rope_fraction <= 1):
-            raise ValueError(f"rope_fraction must be in (0, 1], got {self.rope_fraction!r}")
+        for name in ("num_kv_heads", "head_dim", "ffn_dim"):
+            if getattr(self, name) is not None:
+                _checks.require_int(name, getattr(self, name), minimum=1)
+        if self.window is not None:
+            _checks.require_positive_int("window", self.window)  # the rule masks and caches use
+        if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_kv_heads={self.num_kv_heads} does not divide num_heads="
+                f"{self.num_heads}; each KV head must serve a whole group of query heads"
+            )
+        _checks.require_choice("activation", self.activation, ACTIVATIONS)
+        _checks.require_choice("norm", self.norm, NORMS)
+        _checks.require_choice("position", self.position, POSITIONS)
+        for name in ("bias", "rope_interleaved"):
+            _checks.require_bool(name, getattr(self, name))
+        _checks.require_number("norm_eps", self.norm_eps, above=0)
+        _checks.require_number("rope_base", self.rope_base, above=1)
+        _checks.require_number("rope_fraction", self.rope_fraction, above=0, maximum=1)
         if self.position == "rope" and self.rotary_dim % 2:
             what = "head_dim" if self.rope_fraction == 1 else "head_dim * rope_fraction"
             raise ValueError(
@@ -131,12 +167,8 @@ class TransformerConfig:
             raise ValueError(
                 f"position='sinusoidal' needs an even d_model, got d_model={self.d_model}"
             )
-        if self.window is not None and (
-            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
-        ):
-            raise ValueError(f"window must be an integer >= 1 or None, got {self.window!r}")
-        _prob("dropout", self.dropout)
-        _prob("attn_dropout", self.attn_dropout)
+        _checks.require_probability("dropout", self.dropout)
+        _checks.require_probability("attn_dropout", self.attn_dropout)
         if not isinstance(self.backend, str):
             raise TypeError(f"backend must be a string, got {type(self.backend).__name__}")
         from multihead.backends import available_backends
@@ -145,6 +177,14 @@ class TransformerConfig:
             raise ValueError(
                 f"backend must be 'auto' or one of {available_backends()}, got {self.backend!r}"
             )
+        self.layer_heads = _per_layer_ids(
+            "layer_heads", self.layer_heads, self.num_layers, self.num_heads
+        )
+        self.layer_kv_heads = _per_layer_ids(
+            "layer_kv_heads", self.layer_kv_heads, self.num_layers, self.kv_heads
+        )
+        for layer in range(self.num_layers):
+            self.heads_of(layer)  # a kept query head's KV head is kept, and none is idle
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -153,6 +193,7 @@ class TransformerConfig:
 
     @property
     def kv_heads(self) -> int:
+        """KV heads of an unpruned layer."""
         return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
 
     @property
@@ -167,9 +208,75 @@ class TransformerConfig:
             return -(-int(8 * self.d_model / 3) // 8) * 8
         return 4 * self.d_model
 
+    # ------------------------------------------------------------------ per-layer heads
+    @property
+    def uniform_heads(self) -> bool:
+        """Every layer has all ``num_heads`` query and ``kv_heads`` KV heads in order."""
+        return all(
+            h.query == tuple(range(self.num_heads)) and h.kv == tuple(range(self.kv_heads))
+            for h in map(self.heads_of, range(self.num_layers))
+        )
+
+    @property
+    def layer_head_counts(self) -> tuple[int, ...]:
+        """Query heads of each layer."""
+        return tuple(self.heads_of(i).num_q for i in range(self.num_layers))
+
+    def heads_of(self, layer: int) -> LayerHeads:
+        """The heads layer ``layer`` keeps: original query and KV ids, and the query-to-KV
+        mapping (see :class:`LayerHeads`).
+
+        Raises:
+            ValueError: ``layer`` out of range, or the layer keeps a query head without its
+                KV head, or a KV head that no kept query head uses.
+        """
+        _checks.require_int("layer", layer, minimum=0)
+        if layer >= self.num_layers:
+            raise ValueError(f"layer must be in [0, num_layers={self.num_layers}), got {layer}")
+        group = self.num_heads // self.kv_heads  # query heads per KV head, unpruned
+        query = (
+            tuple(range(self.num_heads)) if self.layer_heads is None else self.layer_heads[layer]
+        )
+        if self.layer_kv_heads is None:
+            # In the order of their first kept query head, so that reordering the heads of
+            # a layer without GQA keeps the mapping uniform.
+            kv = tuple(dict.fromkeys(h // group for h in query))
+        else:
+            kv = self.layer_kv_heads[layer]
+        position = {k: i for i, k in enumerate(kv)}
+        missing = sorted({h // group for h in query} - set(kv))
+        if missing:
+            raise ValueError(
+                f"layer_kv_heads[{layer}]={list(kv)} drops KV heads {missing} that kept query "
+                f"heads of layer_heads[{layer}]={list(query)} use (query head h uses KV head "
+                f"h // {group}); keep them or drop their query heads"
+            )
+        idle = sorted(set(kv) - {h // group for h in query})
+        if idle:
+            raise ValueError(
+                f"layer_kv_heads[{layer}]={list(kv)} keeps KV heads {idle} that no kept query "
+                f"head of layer_heads[{layer}]={list(query)} uses; drop them"
+            )
+        kv_index = tuple(position[h // group] for h in query)
+        if not query:  # an emptied layer (pruning asked for it explicitly)
+            return LayerHeads(query, kv, None)
+        if len(query) % len(kv) == 0:
+            per = len(query) // len(kv)
+            if kv_index == tuple(i // per for i in range(len(query))):
+                return LayerHeads(query, kv, None)
+        return LayerHeads(query, kv, kv_index)
+
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """A JSON-ready dict; ``layer_heads``/``layer_kv_heads`` appear only when set (as
+        lists), so a uniform config writes the same file as before they existed."""
+        data = dataclasses.asdict(self)
+        for name in _OMITTED_WHEN_NONE:
+            if data[name] is None:
+                del data[name]
+            else:
+                data[name] = [list(ids) for ids in data[name]]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
@@ -191,6 +298,43 @@ class TransformerConfig:
         ]
 
 
+def _per_layer_ids(
+    name: str, value: Any, num_layers: int, num_ids: int
+) -> tuple[tuple[int, ...], ...] | None:
+    """Validate per-layer head ids (a sequence of ``num_layers`` sequences of distinct ids in
+    ``[0, num_ids)``) and return them as tuples (JSON gives lists back)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be None or a sequence of {num_layers} sequences of head ids, got "
+            f"{type(value).__name__}"
+        )
+    if len(value) != num_layers:
+        raise ValueError(
+            f"{name} has {len(value)} entries but num_layers={num_layers}; give one sequence "
+            "of head ids per layer"
+        )
+    out = []
+    for layer, ids in enumerate(value):
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+            raise TypeError(
+                f"{name}[{layer}] must be a sequence of head ids, got {type(ids).__name__}"
+            )
+        for h in ids:
+            _checks.require_int(f"{name}[{layer}] entries", h, minimum=0)
+        bad = [h for h in ids if h >= num_ids]
+        if bad:
+            raise ValueError(
+                f"{name}[{layer}]={list(ids)} has ids {bad} out of range [0, {num_ids})"
+            )
+        dupes = sorted({h for h in ids if list(ids).count(h) > 1})
+        if dupes:
+            raise ValueError(f"{name}[{layer}]={list(ids)} repeats head ids {dupes}")
+        out.append(tuple(ids))
+    return tuple(out)
+
+
 @dataclass
 class DecoderConfig(TransformerConfig):
     """A causal language model (:class:`~multihead.models.DecoderLM`).
@@ -202,6 +346,10 @@ class DecoderConfig(TransformerConfig):
     tie_embeddings: bool = True
 
     kind: ClassVar[str] = "decoder_lm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _checks.require_bool("tie_embeddings", self.tie_embeddings)
 
 
 @dataclass
@@ -218,4 +366,4 @@ class EncoderConfig(TransformerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _choice("pooling", self.pooling, POOLINGS)
+        _checks.require_choice("pooling", self.pooling, POOLINGS)

@@ -15,15 +15,15 @@ Example:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from multihead import masks
-from multihead.models.block import TransformerBlock, make_norm
 from multihead.models.config import EncoderConfig
-from multihead.models.decoder import Embeddings, check_tokens, init_weights
+from multihead.models.embeddings import check_tokens
+from multihead.models.head_mask import HeadMask
+from multihead.models.stack import TransformerStack, init_weights
 
 
-class Encoder(nn.Module):
+class Encoder(TransformerStack):
     """``tokens (B, T) -> embedding -> bidirectional blocks -> norm -> (hidden, pooled)``.
 
     Every token attends to every real token (optionally within a two-sided window of
@@ -31,26 +31,18 @@ class Encoder(nn.Module):
     over real tokens (``pooling="mean"``) or the first token (``"first"``).
 
     Args:
-        config: an :class:`~multihead.models.config.EncoderConfig`.
+        config: an :class:`~multihead.models.config.EncoderConfig`; with ``layer_heads`` set,
+            each layer has its own heads (a pruned model).
     """
 
     def __init__(self, config: EncoderConfig) -> None:
-        super().__init__()
         if not isinstance(config, EncoderConfig):
             raise TypeError(f"config must be an EncoderConfig, got {type(config).__name__}")
-        self.config = config
-        self.embed = Embeddings(config)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(config, rotary=self.embed.rotary) for _ in range(config.num_layers)
-        )
-        self.norm = make_norm(config)
-        init_weights(self, config.num_layers)
         mask = masks.none()
         if config.window is not None:
             mask = mask & masks.sliding_window(config.window, causal=False)
-        if self.embed.alibi is not None:
-            mask = mask & masks.bias(self.embed.alibi)
-        self.mask = mask
+        super().__init__(config, mask=mask)
+        init_weights(self, config.num_layers)
 
     def forward(
         self,
@@ -58,27 +50,26 @@ class Encoder(nn.Module):
         *,
         lengths: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
+        head_mask: HeadMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode.
 
         Args:
-            tokens: ``(B, T)`` token ids.
+            tokens: ``(B, T)`` token ids in ``[0, vocab_size)``.
             lengths: ``(B,)`` real lengths (tokens ``[0, len)`` are real), or
             padding_mask: ``(B, T)`` bool with **True = real token (may be attended)**.
+            head_mask: per-layer head masks, as :meth:`DecoderLM.forward` takes them
+                (``(L, H)``, ``(B, L, H)``, a sequence or ``{layer: mask}``; 1 keeps a head).
 
         Returns:
             ``(hidden, pooled)``: ``(B, T, E)`` and ``(B, E)``. Hidden states at padded
             positions are computed but meaningless.
         """
         check_tokens("tokens", tokens, self.config.vocab_size)
-        _b, t = tokens.shape
+        t = tokens.shape[1]
         if lengths is not None and padding_mask is not None:
             raise ValueError("pass lengths or padding_mask, not both")
-        if self.config.position == "learned" and t > self.config.max_seq_len:
-            raise ValueError(
-                f"tokens has {t} positions but learned positions stop at "
-                f"max_seq_len={self.config.max_seq_len}"
-            )
+        self.check_length(t)
         mask = self.mask
         real = None
         if lengths is not None:
@@ -88,10 +79,7 @@ class Encoder(nn.Module):
             mask = mask & masks.key_padding(mask=padding_mask)
             real = padding_mask
         positions = torch.arange(t, device=tokens.device)  # (T,)
-        x = self.embed(tokens, positions)  # (B, T, E)
-        for block in self.blocks:
-            x = block(x, mask=mask, positions=positions)
-        x = self.norm(x)  # (B, T, E)
+        x = self.transform(tokens, positions, mask=mask, head_mask=head_mask)  # (B, T, E)
         if self.config.pooling == "first":
             return x, x[:, 0]
         if real is None:
@@ -100,8 +88,12 @@ class Encoder(nn.Module):
         return x, (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)  # (B, E)
 
     def hidden_states(
-        self, tokens: torch.Tensor, *, padding_mask: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        head_mask: HeadMask | None = None,
     ) -> torch.Tensor:
         """The final hidden states ``(B, T, E)``; ``padding_mask`` ``(B, T)`` has
         **True = real token**. The uniform trunk interface shared with DecoderLM."""
-        return self(tokens, padding_mask=padding_mask)[0]
+        return self(tokens, padding_mask=padding_mask, head_mask=head_mask)[0]

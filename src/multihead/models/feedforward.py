@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from multihead import _checks
 from multihead.models.config import ACTIVATIONS
+from multihead.roles import MATRIX, RESIDUAL, Role
 
 
 class FeedForward(nn.Module):
@@ -56,6 +57,16 @@ class FeedForward(nn.Module):
         self.up = nn.Linear(dim, hidden_dim * (2 if gated else 1), bias=bias)
         self.down = nn.Linear(hidden_dim, dim, bias=bias)
         self.dropout = nn.Dropout(_checks.require_probability("dropout", dropout))
+
+    def parameter_roles(self) -> list[tuple[nn.Parameter, Role]]:
+        """``up`` is a hidden matrix (for SwiGLU two packed ones, ``[gate; up]``); ``down``
+        writes the residual stream. Biases get the default role."""
+        up = (
+            MATRIX.packed((self.hidden_dim, self.hidden_dim))
+            if self.activation == "swiglu"
+            else MATRIX
+        )
+        return [(self.up.weight, up), (self.down.weight, RESIDUAL)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)  # (B, T, F) or (B, T, 2F)

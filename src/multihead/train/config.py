@@ -37,8 +37,9 @@ class TrainConfig:
         warmup_steps: linear warmup from 0 to ``lr``.
         weight_decay: decay on matrices and embeddings (not on biases and norms).
         beta1, beta2: AdamW betas.
-        optimizer: ``"adamw"``, or ``"muon"`` (Muon on the blocks' matrices, AdamW on the
-            rest; :mod:`multihead.optim`).
+        optimizer: ``"adamw"``, ``"muon"`` (Muon on the hidden matrices, each projection of
+            a packed one apart, AdamW on the rest) or ``"muon_whole"`` (Muon on each whole
+            matrix); :mod:`multihead.optim`.
         schedule: after warmup, ``"cosine"`` or ``"linear"`` decay from ``lr`` to ``min_lr``.
         grad_clip: clip the global gradient norm to this (0 = off).
         eval_every: evaluate every this many steps (and at the end).

@@ -1,0 +1,51 @@
+"""TransformerBlock: returns the attention weights on request, passes its head mask to the
+attention, and builds each layer's attention with the heads the config keeps there."""
+
+import copy
+
+import torch
+
+from multihead import masks
+from multihead.models import DecoderConfig, TransformerBlock
+
+CFG = DecoderConfig(d_model=32, num_heads=4, position="none")
+
+
+def block(cfg=CFG, layer=0):
+    torch.manual_seed(0)
+    return TransformerBlock(cfg, layer=layer).eval()
+
+
+def test_weights_only_when_asked_and_they_are_the_attention_weights():
+    b, x = block(), torch.randn(2, 7, 32)
+    out, none = b(x, mask=masks.causal())
+    out2, w = b(x, mask=masks.causal(), need_weights=True)
+    assert none is None and w.shape == (2, 4, 7, 7)
+    torch.testing.assert_close(out, out2)
+    _, expected = b.attn(b.norm1(x), is_causal=True, need_weights=True)
+    torch.testing.assert_close(w, expected)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 7))
+    assert not w.triu(1).any()  # causal: True = may attend only at or before the query
+
+
+def test_a_masked_head_is_that_heads_out_proj_columns_zeroed():
+    b, x = block(), torch.randn(2, 5, 32)
+    d = CFG.head_size
+    zeroed = copy.deepcopy(b)
+    with torch.no_grad():
+        zeroed.attn.out_proj.weight[:, 2 * d : 3 * d] = 0  # head 2's input columns
+    keep = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    got, _ = b(x, mask=masks.causal(), head_mask=keep)
+    want, _ = zeroed(x, mask=masks.causal())
+    torch.testing.assert_close(got, want)
+
+
+def test_each_layer_gets_its_own_heads():
+    cfg = DecoderConfig(
+        d_model=32, num_layers=2, num_heads=4, num_kv_heads=2, layer_heads=[[0, 1, 2, 3], [2, 3]]
+    )
+    full, pruned = block(cfg, 0), block(cfg, 1)
+    assert (full.attn.num_heads, full.attn.num_kv_heads) == (4, 2)
+    assert (pruned.attn.num_heads, pruned.attn.num_kv_heads) == (2, 1)
+    assert pruned.attn.head_dim == cfg.head_size == 8  # pruning never changes head_dim
+    assert pruned.attn.in_proj.weight.shape == (2 * 8 + 2 * 8, 32)
