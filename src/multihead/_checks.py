@@ -55,3 +55,22 @@ def require_probability(name: str, value: object) -> float:
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def require_bool(name: str, value: object) -> bool:
+    """``value`` itself if it is a bool; a TypeError otherwise. Truthiness is not enough:
+    ``is_causal="no"`` or ``need_weights=0`` are mistakes, not choices.
+
+    Example:
+        >>> require_bool("is_causal", True)
+        True
+        >>> require_bool("is_causal", "no")
+        Traceback (most recent call last):
+        ...
+        TypeError: is_causal must be a bool (True or False), got str 'no'
+    """
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}"
+        )
+    return value
