@@ -128,11 +128,6 @@ def test_render_shapes_broadcast():
         (lambda: masks.dense(torch.ones(2, 2, 2, 2, 2)), ValueError, "5-D"),
         (lambda: masks.dense([[True]]), TypeError, "torch.Tensor"),
         (lambda: masks.bias(lambda q, k, d: q), TypeError, "HeadBias"),
-        (
-            lambda: masks.causal() & masks.causal(align="bottom_right"),
-            ValueError,
-            "cannot combine causal masks",
-        ),
     ],
 )
 def test_bad_masks(build, error, pattern):
