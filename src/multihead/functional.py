@@ -125,8 +125,9 @@ def _auto_name(r: Request) -> str:
         return "math"
     blockwise_ok = get_backend("blockwise").unsupported(r) is None
     m = r.mask
-    if blockwise_ok and m.window is not None:
-        if r.k_len >= WINDOW_RATIO * m.window and r.k_len >= WINDOW_MIN_LEN:
+    window = m.tightest_window
+    if blockwise_ok and window is not None:
+        if r.k_len >= WINDOW_RATIO * window and r.k_len >= WINDOW_MIN_LEN:
             return "blockwise"
     if blockwise_ok and m.head_biases:
         dense_bytes = r.q_heads * r.q_len * r.k_len * 4

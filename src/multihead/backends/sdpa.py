@@ -4,7 +4,8 @@ Causal masks that are exactly top-left aligned go in as ``is_causal=True`` (the 
 the masked half); every other mask is rendered dense, O(Tq * Tk) memory. GQA uses
 ``enable_gqa`` where torch has it. Fully masked rows give zeros: recent torch does so itself;
 where a probe shows it does not (older releases give NaN), those rows are patched with finite
-gradients.
+gradients. NaN and Inf inputs propagate as on the other backends (torch's kernels return 0 for
+some of them, which is undone here).
 """
 
 from __future__ import annotations
@@ -70,14 +71,17 @@ def forward(
         is_causal = True
     else:
         attn_mask = mask.render(b, hq, tq, tk, dtype=q.dtype, device=q.device)
-    row_ok = None
-    if attn_mask is not None and not ZEROES_EMPTY_ROWS:
+    row_ok = None  # (B|1, H|1, Tq, 1): rows the mask lets see some key
+    if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             row_ok = attn_mask.any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
-            attn_mask = attn_mask | ~row_ok
         else:
-            row_ok = (attn_mask > -torch.inf).any(dim=-1, keepdim=True)
-            attn_mask = attn_mask.masked_fill(~row_ok, 0.0)
+            row_ok = (attn_mask > -torch.inf).any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
+        if not ZEROES_EMPTY_ROWS:
+            if attn_mask.dtype == torch.bool:
+                attn_mask = attn_mask | ~row_ok
+            else:
+                attn_mask = attn_mask.masked_fill(~row_ok, 0.0)
     kwargs = {}
     if hq != hkv:
         if HAS_ENABLE_GQA:
@@ -95,9 +99,33 @@ def forward(
         scale=scale,
         **kwargs,
     )
-    if row_ok is not None:
+    if row_ok is not None and not ZEROES_EMPTY_ROWS:
         out = out * row_ok
-    return out, None
+    return _propagate_non_finite(out, q, k, row_ok), None
+
+
+def _propagate_non_finite(
+    out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, row_ok: torch.Tensor | None
+) -> torch.Tensor:
+    """NaN where a NaN or Inf input should make the output NaN but torch's kernels gave 0.
+
+    The kernels treat a row whose scores are all NaN or ``-inf`` as a row with no allowed key
+    and return 0 for it (their fully-masked-row rule), which hides a NaN/Inf query, or keys that
+    made every allowed score ``-inf``: a training divergence would pass unseen. Here only rows
+    with no allowed key *by the mask* are 0, as on the other backends: a row of a non-finite
+    query is NaN, and a row that came out exactly 0 while some key of its head is non-finite is
+    NaN too (a finite exact 0 there would need the values to cancel exactly). Tensor operations
+    only, no data-dependent branch, so compiled graphs stay whole; O(T * D), small beside the
+    attention itself.
+    """
+    b, hq, hkv = q.shape[0], q.shape[1], k.shape[1]
+    q_bad = ~torch.isfinite(q).all(dim=-1, keepdim=True)  # (B, Hq, Tq, 1)
+    k_bad = ~torch.isfinite(k).all(dim=-1).all(dim=-1)  # (B, Hkv)
+    k_bad = k_bad.view(b, hkv, 1).expand(b, hkv, hq // hkv).reshape(b, hq, 1, 1)  # (B,Hq,1,1)
+    nan_rows = q_bad | (k_bad & (out == 0).all(dim=-1, keepdim=True))  # (B, Hq, Tq, 1)
+    if row_ok is not None:
+        nan_rows = nan_rows & row_ok
+    return out.masked_fill(nan_rows, torch.nan)
 
 
 def _unsupported(request: Request) -> str | None:
