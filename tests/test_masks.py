@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multihead import masks
 from tests import reference as ref
@@ -145,3 +149,276 @@ def test_errors_show_the_shape_the_user_gave():
     m = masks.causal() & masks.dense(torch.ones(5, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"mask \(bool\) has shape \(5, 5\)"):
         m.check(2, 4, 5, 6, torch.device("cpu"))
+
+
+# ---------------------------------------------------------------------- alignment of parts
+def test_parts_keep_their_own_alignment():
+    """The issue's case: a non-causal window (top-left) & causal bottom-right, Tq=2, Tk=5.
+    Query 0 sits at 0 for the window (keys 0..2) and at 3 for causality (keys 0..3)."""
+    m = masks.sliding_window(3, causal=False) & masks.causal(align="bottom_right")
+    exp = ref.allowed_matrix(1, 2, 5, window=3) & ref.allowed_matrix(
+        1, 2, 5, causal=True, align="bottom_right"
+    )
+    assert m.render(1, 1, 2, 5)[0, 0].int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]
+    assert torch.equal(m.render(1, 1, 2, 5), exp)
+    # The other order is the same mask.
+    n = masks.causal(align="bottom_right") & masks.sliding_window(3, causal=False)
+    assert torch.equal(n.render(1, 1, 2, 5), exp)
+
+
+@pytest.mark.parametrize("t", [1, 4, 9])
+def test_alignments_do_not_matter_when_tq_equals_tk(t):
+    m = masks.sliding_window(3) & masks.causal(align="bottom_right")
+    assert torch.equal(m.render(1, 1, t, t), masks.sliding_window(3).render(1, 1, t, t))
+    assert m.positional_parts(t, t) == [(True, 3, 0)]  # one part: one comparison per tile
+    both = masks.causal() & masks.causal(align="bottom_right")
+    assert both.is_plain_causal(t, t)  # still SDPA's fast is_causal path
+
+
+def test_two_causal_alignments_keep_the_stricter():
+    both = masks.causal() & masks.causal(align="bottom_right")
+    assert both.is_plain_causal(3, 8)  # top-left is stricter when Tq < Tk
+    assert torch.equal(both.render(1, 1, 3, 8), masks.causal().render(1, 1, 3, 8))
+    br = masks.causal(align="bottom_right").render(1, 1, 8, 3)
+    assert torch.equal(both.render(1, 1, 8, 3), br)  # and bottom-right when Tq > Tk
+
+
+def test_explicit_query_positions_merge_the_alignments():
+    pos = torch.tensor([[2, 3], [5, 6]])
+    m = (
+        masks.sliding_window(2, causal=False) & masks.causal(align="bottom_right")
+    ).with_query_positions(pos)
+    exp = ref.allowed_matrix(2, 2, 8, causal=True, window=2, query_positions=pos)
+    assert torch.equal(m.render(2, 1, 2, 8).expand_as(exp), exp)
+
+
+def test_tile_needs_the_shift_when_alignments_differ():
+    m = masks.sliding_window(3, causal=False) & masks.causal(align="bottom_right")
+    q_pos = m.query_pos(2, 5, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"pass shift=mask.align_shift\(q_len, k_len\)"):
+        m.tile(q_pos, 0, 5, 0, 2, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------- & over every part
+class SlopeBias:
+    """ALiBi-like per-head bias ``-slope[h] * |k_pos - q_pos|`` (a HeadBias)."""
+
+    def __init__(self, slopes: torch.Tensor) -> None:
+        self.slopes = slopes
+        self.num_heads = slopes.numel()
+
+    def __call__(self, q_pos, k_pos, dtype):
+        dist = (k_pos.view(1, 1, 1, -1) - q_pos[:, None, :, None]).abs()  # (1|B, 1, tq, tk)
+        return -self.slopes.to(dtype).view(1, -1, 1, 1) * dist.to(dtype)  # (1|B, H, tq, tk)
+
+
+PART_KINDS = ("causal", "window", "lengths", "padding", "dense_bool", "dense_float", "bias")
+
+
+@st.composite
+def part_lists(draw):
+    """Sizes and 1-5 mask parts of every kind, plus optional explicit query positions."""
+    b, h = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    tq, tk = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    parts = []
+    for kind in draw(st.lists(st.sampled_from(PART_KINDS), min_size=1, max_size=5)):
+        seed = draw(st.integers(0, 2**16))
+        if kind == "causal":
+            parts.append((kind, seed, draw(st.sampled_from(masks.ALIGNS))))
+        elif kind == "window":
+            w, c = draw(st.integers(1, 6)), draw(st.booleans())
+            parts.append((kind, seed, w, c, draw(st.sampled_from(masks.ALIGNS))))
+        elif kind == "lengths":
+            parts.append((kind, seed, draw(st.lists(st.integers(0, tk), min_size=b, max_size=b))))
+        elif kind == "dense_bool":
+            form = draw(st.sampled_from(["2d", "3d", "4d_heads", "4d_keys"]))
+            parts.append((kind, seed, form))
+        else:
+            parts.append((kind, seed))
+    qpos = draw(st.sampled_from([None, "1d", "2d"]))
+    return b, h, tq, tk, parts, qpos, draw(st.integers(0, 2**16))
+
+
+def _dense_shape(form, b, h, tq, tk):
+    return {
+        "2d": (tq, tk),
+        "3d": (b, tq, tk),
+        "4d_heads": (1, h, tq, tk),
+        "4d_keys": (b, 1, 1, tk),
+    }[form]
+
+
+def _build_parts(problem):
+    """The composed mask, and the same parts rendered independently and combined by hand:
+    ``(allowed (B, H, Tq, Tk) bool, bias (B, H, Tq, Tk) float64)``."""
+    b, h, tq, tk, parts, qpos_kind, seed = problem
+    gen = torch.Generator().manual_seed(seed)
+    qpos = None
+    if qpos_kind is not None:
+        shape = (tq,) if qpos_kind == "1d" else (b, tq)
+        qpos = torch.randint(0, tk + 3, shape, generator=gen)
+    allowed = torch.ones(b, h, tq, tk, dtype=torch.bool)
+    bias = torch.zeros(b, h, tq, tk, dtype=torch.float64)
+    built, biases, first_align = [], [], None
+    for part in parts:
+        kind, g = part[0], torch.Generator().manual_seed(part[1])
+        if kind in ("causal", "window"):
+            if kind == "causal":
+                c, w, align = True, None, part[2]
+                built.append(masks.causal(align=align))
+            else:
+                _, _, w, c, align = part
+                built.append(masks.sliding_window(w, causal=c, align=align))
+            first_align = first_align or align
+            allowed &= ref.allowed_matrix(
+                b, tq, tk, causal=c, align=align, window=w, query_positions=qpos
+            )
+        elif kind == "lengths":
+            built.append(masks.key_padding(lengths=torch.tensor(part[2])))
+            allowed &= ref.allowed_matrix(b, tq, tk, key_lengths=part[2])
+        elif kind == "padding":
+            pad = torch.rand(b, tk, generator=g) > 0.3
+            built.append(masks.key_padding(mask=pad))
+            allowed &= pad[:, None, None, :]
+        elif kind == "dense_bool":
+            t = torch.rand(_dense_shape(part[2], b, h, tq, tk), generator=g) > 0.25
+            built.append(masks.dense(t))
+            full = t.view(b, 1, tq, tk) if t.dim() == 3 else t  # (B, Tq, Tk) -> (B, 1, Tq, Tk)
+            allowed &= full
+        elif kind == "dense_float":
+            t = torch.randn(1, h, tq, tk, generator=g, dtype=torch.float64)
+            t = t.masked_fill(torch.rand(1, h, tq, tk, generator=g) < 0.2, -torch.inf)
+            built.append(masks.dense(t))
+            bias = bias + t
+        else:
+            slopes = torch.rand(h, generator=g, dtype=torch.float64)
+            built.append(masks.bias(SlopeBias(slopes)))
+            biases.append(slopes)
+    m = functools.reduce(operator.and_, built)
+    if qpos is not None:
+        m = m.with_query_positions(qpos)
+    # Head biases read the positions of the leftmost positional part's alignment.
+    for slopes in biases:
+        for bi in range(b):
+            for i in range(tq):
+                if qpos is not None:
+                    p = int(qpos[i] if qpos.dim() == 1 else qpos[bi, i])
+                else:
+                    p = i + (tk - tq if first_align == "bottom_right" else 0)
+                for j in range(tk):
+                    bias[bi, :, i, j] += -slopes * abs(j - p)
+    return m, allowed, bias
+
+
+def _as_float(allowed, bias):
+    return bias.masked_fill(~allowed, -torch.inf)
+
+
+def _same(got, allowed, bias):
+    """``got`` (any broadcastable float rendering) equals the hand-combined parts."""
+    got = got.expand(allowed.shape)
+    assert torch.equal(torch.isneginf(got), ~allowed | torch.isneginf(bias))
+    keep = ~torch.isneginf(got)
+    torch.testing.assert_close(got[keep], bias[keep], rtol=0, atol=1e-12)
+
+
+def _assemble_from_plan(m, b, h, tq, tk, block_q, block_k):
+    """The whole mask as the blockwise backend sees it: -inf outside each query block's key
+    range, structure rendered only on edge columns, the rest of each chunk rendered without
+    the structural comparisons (which the plan says every query passes there)."""
+    out = torch.full((b, h, tq, tk), -torch.inf, dtype=torch.float64)
+    q_pos = m.query_pos(tq, tk, torch.device("cpu"))
+    shift = m.align_shift(tq, tk)
+    for blk in m.plan_blocks(tq, tk, block_q):
+        for k0, k1, edges in blk.chunks(block_k):
+            cols = [(a, e, True) for a, e in edges]
+            inner = sorted({*range(k0, k1)} - {j for a, e in edges for j in range(a, e)})
+            cols += [(j, j + 1, False) for j in inner]
+            for a, e, structure in cols:
+                allowed, bias = m.tile(
+                    q_pos[:, blk.q0 : blk.q1], a, e, blk.q0, blk.q1,
+                    dtype=torch.float64, structure=structure, shift=shift,
+                )  # fmt: skip
+                tile = torch.zeros(b, h, blk.q1 - blk.q0, e - a, dtype=torch.float64)
+                if bias is not None:
+                    tile = tile + bias
+                if allowed is not None:
+                    tile = tile.masked_fill(~allowed, -torch.inf)
+                out[:, :, blk.q0 : blk.q1, a:e] = tile
+    return out
+
+
+@settings(max_examples=200)
+@given(problem=part_lists(), blocks=st.tuples(st.integers(1, 5), st.integers(1, 5)))
+def test_and_over_every_part_matches_the_parts_combined_by_hand(problem, blocks):
+    b, h, tq, tk = problem[:4]
+    m, allowed, bias = _build_parts(problem)
+    m.check(b, h, tq, tk, torch.device("cpu"))
+    _same(m.render(b, h, tq, tk, dtype=torch.float64, as_float=True), allowed, bias)
+    if not m.has_bias:
+        got = m.render(b, h, tq, tk)
+        exp = allowed if got is not None else torch.ones_like(allowed)
+        assert torch.equal(
+            (got if got is not None else exp).expand_as(exp), exp & ~torch.isneginf(bias)
+        )
+    _same(_assemble_from_plan(m, b, h, tq, tk, *blocks), allowed, bias)
+    # Block skipping never skips an allowed pair.
+    layout = m.block_layout(tq, tk, *blocks)
+    bq, bk = blocks
+    for i in range(layout.shape[0]):
+        for j in range(layout.shape[1]):
+            if allowed[..., i * bq : (i + 1) * bq, j * bk : (j + 1) * bk].any():
+                assert layout[i, j]
+
+
+# ---------------------------------------------------------------------- named mistakes
+@pytest.mark.parametrize(
+    ("build", "error", "pattern"),
+    [
+        (
+            lambda: masks.causal() & torch.ones(3, 3, dtype=torch.bool),
+            TypeError,
+            r"masks\.dense\(t\)",
+        ),
+        (
+            lambda: torch.ones(3, 3, dtype=torch.bool) & masks.causal(),
+            TypeError,
+            r"masks\.dense\(t\)",
+        ),
+        (lambda: masks.causal() & None, TypeError, r"None is no mask.*masks\.none\(\)"),
+        (lambda: None & masks.causal(), TypeError, r"None is no mask"),
+        (lambda: masks.causal() & 1, TypeError, "got int"),
+        (
+            lambda: masks.causal().render(1, 1, -1, 3),
+            ValueError,
+            "q_len must be an integer >= 0, got -1",
+        ),
+        (lambda: masks.causal().render(1, 1, 3, 2.0), ValueError, "k_len must be an integer >= 0"),
+        (lambda: masks.causal().plan_blocks(4, 4, 0), ValueError, "block_q must be a positive"),
+        (lambda: masks.causal().block_layout(4, 4, 2, 0), ValueError, "block_k must be a positive"),
+        (lambda: masks.sliding_window(3, causal="no"), TypeError, "causal must be a bool.*'no'"),
+        (lambda: masks.AttentionMask(causal=1), TypeError, "causal must be a bool"),
+        (
+            lambda: masks.causal().with_query_positions(torch.tensor([0.5, 1.5])),
+            ValueError,
+            "positions must be an integer tensor",
+        ),
+    ],
+)
+def test_mistakes_are_named(build, error, pattern):
+    with pytest.raises(error, match=pattern):
+        build()
+
+
+@pytest.mark.parametrize("bad", [torch.nan, torch.inf])
+def test_float_mask_with_nan_or_plus_inf_is_refused(bad):
+    t = torch.zeros(2, 3, 4)
+    t[1, 2, 3] = bad
+    m = masks.dense(t)
+    with pytest.raises(
+        ValueError,
+        match=r"mask \(float\) of shape \(2, 3, 4\) holds 1 NaN or \+inf.*\(1, 0, 2, 3\)",
+    ):
+        m.check(2, 1, 3, 4, torch.device("cpu"))
+    ok = masks.dense(torch.zeros(3, 4).masked_fill(torch.eye(3, 4, dtype=torch.bool), -torch.inf))
+    ok.check(2, 1, 3, 4, torch.device("cpu"))  # -inf removes a score: fine

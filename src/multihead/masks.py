@@ -410,10 +410,10 @@ class AttentionMask:
         if self.key_padding is not None:
             both(self.key_padding[:, None, None, k0:k1])  # (B, 1, 1, tk)
         if self.allowed is not None:
-            both(self.allowed[..., q0:q1, k0:k1])
+            both(_query_rows(self.allowed, q0, q1)[..., k0:k1])
         bias: torch.Tensor | None = None
         if self.additive is not None:
-            bias = self.additive[..., q0:q1, k0:k1].to(dtype)
+            bias = _query_rows(self.additive, q0, q1)[..., k0:k1].to(dtype)
         for hb in self.head_biases:
             b = hb(q_pos, k_pos, dtype)  # (1|B, H, tq, tk)
             bias = b if bias is None else bias + b
@@ -687,6 +687,12 @@ def _positional_allowed(
         out = near if out is None else out & near
     assert out is not None
     return out
+
+
+def _query_rows(t: torch.Tensor, q0: int, q1: int) -> torch.Tensor:
+    """Rows ``[q0, q1)`` of a dense part ``(B|1, H|1, Tq|1, Tk)``; a part broadcast over the
+    queries (``Tq = 1``) serves every row as it is."""
+    return t if t.shape[-2] == 1 else t[..., q0:q1, :]
 
 
 def _not_a_mask(other: object) -> str:

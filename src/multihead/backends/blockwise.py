@@ -171,11 +171,12 @@ def _forward(
             m = m_new
         assert l is not None and acc is not None and m_safe is not None
         empty = l == 0  # (B, Hkv, G*tq, 1)
-        unseen = empty
+        out_b = acc.div_(l)  # (B, Hkv, G*tq, Dv); a seen row with l = 0 is 0 / 0 = NaN
         if seen is not None:
-            seen = seen.expand(b, hkv, g, tq, 1).reshape(b, hkv, g * tq, 1)  # (B,Hkv,G*tq,1)
-            unseen = empty & ~seen
-        out_b = acc.div_(l.masked_fill(unseen, 1.0))  # (B, Hkv, G*tq, Dv); seen & empty: NaN
+            # Rows the mask lets see no key are 0, even if masked-out inputs hold NaN.
+            unseen = ~seen.expand(b, hkv, g, tq, 1).reshape(b, hkv, g * tq, 1)  # (B,Hkv,G*tq,1)
+            out_b.masked_fill_(unseen, 0.0)
+            empty = empty | unseen
         out5[:, :, :, q0:q1] = out_b.view(b, hkv, g, tq, dv)  # (B, Hkv, G, tq, Dv)
         lse_b = (m_safe + torch.log(l)).masked_fill_(empty, -torch.inf)  # (B, Hkv, G*tq, 1)
         lse[:, :, :, q0:q1] = lse_b.view(b, hkv, g, tq)

@@ -166,11 +166,19 @@ def forward(
     hkv, tk, dv = k.shape[1], k.shape[2], v.shape[-1]
     g = hq // hkv
     w = attention_weights_compute(q, k, mask=mask, scale=scale)  # (B, Hq, Tq, Tk)
+    empty = None
+    if not (mask.is_noop(tq, tk) or mask.is_plain_causal(tq, tk)):
+        if not bool(torch.isfinite(v).all()):
+            # 0 * NaN is NaN: a row with no allowed key (all weights 0, which a softmax row
+            # never is) must stay 0 whatever the masked-out values hold.
+            empty = (w == 0).all(dim=-1, keepdim=True)  # (B, Hq, Tq, 1)
     if dropout_p > 0.0:
         w = torch.nn.functional.dropout(w, p=dropout_p, training=True)
     wg = w.reshape(b, hkv, g * tq, tk)  # (B, Hkv, G*Tq, Tk)
     out = torch.matmul(wg, v.to(w.dtype))  # (B, Hkv, G*Tq, Dv)
     out = out.view(b, hq, tq, dv).to(q.dtype)  # (B, Hq, Tq, Dv)
+    if empty is not None:
+        out = out.masked_fill(empty, 0.0)
     return out, (w.to(q.dtype) if need_weights else None)
 
 

@@ -99,8 +99,10 @@ def forward(
         scale=scale,
         **kwargs,
     )
-    if row_ok is not None and not ZEROES_EMPTY_ROWS:
-        out = out * row_ok
+    if row_ok is not None:
+        # Rows with no allowed key are 0, even when masked-out inputs hold NaN (torch adds the
+        # mask to the scores, and NaN + -inf is NaN).
+        out = out.masked_fill(~row_ok, 0.0)
     return _propagate_non_finite(out, q, k, row_ok), None
 
 
