@@ -69,6 +69,8 @@ def attention(
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.einsum("bhid,bhjd->bhij", q, k) * scale
+    if scores.shape[-1] == 0:  # no keys: every row is empty
+        return q.new_zeros(*q.shape[:3], v.shape[-1]), scores
     keep = torch.ones_like(scores, dtype=torch.bool)
     if allowed is not None:
         keep = keep & allowed

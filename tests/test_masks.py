@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
-import operator
 
 import pytest
 import torch
@@ -12,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multihead import masks
+from tests import mask_parts
 from tests import reference as ref
 
 
@@ -200,118 +199,12 @@ def test_tile_needs_the_shift_when_alignments_differ():
 
 
 # ---------------------------------------------------------------------- & over every part
-class SlopeBias:
-    """ALiBi-like per-head bias ``-slope[h] * |k_pos - q_pos|`` (a HeadBias)."""
-
-    def __init__(self, slopes: torch.Tensor) -> None:
-        self.slopes = slopes
-        self.num_heads = slopes.numel()
-
-    def __call__(self, q_pos, k_pos, dtype):
-        dist = (k_pos.view(1, 1, 1, -1) - q_pos[:, None, :, None]).abs()  # (1|B, 1, tq, tk)
-        return -self.slopes.to(dtype).view(1, -1, 1, 1) * dist.to(dtype)  # (1|B, H, tq, tk)
-
-
-PART_KINDS = ("causal", "window", "lengths", "padding", "dense_bool", "dense_float", "bias")
-
-
 @st.composite
 def part_lists(draw):
     """Sizes and 1-5 mask parts of every kind, plus optional explicit query positions."""
     b, h = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     tq, tk = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    parts = []
-    for kind in draw(st.lists(st.sampled_from(PART_KINDS), min_size=1, max_size=5)):
-        seed = draw(st.integers(0, 2**16))
-        if kind == "causal":
-            parts.append((kind, seed, draw(st.sampled_from(masks.ALIGNS))))
-        elif kind == "window":
-            w, c = draw(st.integers(1, 6)), draw(st.booleans())
-            parts.append((kind, seed, w, c, draw(st.sampled_from(masks.ALIGNS))))
-        elif kind == "lengths":
-            parts.append((kind, seed, draw(st.lists(st.integers(0, tk), min_size=b, max_size=b))))
-        elif kind == "dense_bool":
-            form = draw(st.sampled_from(["2d", "3d", "4d_heads", "4d_keys"]))
-            parts.append((kind, seed, form))
-        else:
-            parts.append((kind, seed))
-    qpos = draw(st.sampled_from([None, "1d", "2d"]))
-    return b, h, tq, tk, parts, qpos, draw(st.integers(0, 2**16))
-
-
-def _dense_shape(form, b, h, tq, tk):
-    return {
-        "2d": (tq, tk),
-        "3d": (b, tq, tk),
-        "4d_heads": (1, h, tq, tk),
-        "4d_keys": (b, 1, 1, tk),
-    }[form]
-
-
-def _build_parts(problem):
-    """The composed mask, and the same parts rendered independently and combined by hand:
-    ``(allowed (B, H, Tq, Tk) bool, bias (B, H, Tq, Tk) float64)``."""
-    b, h, tq, tk, parts, qpos_kind, seed = problem
-    gen = torch.Generator().manual_seed(seed)
-    qpos = None
-    if qpos_kind is not None:
-        shape = (tq,) if qpos_kind == "1d" else (b, tq)
-        qpos = torch.randint(0, tk + 3, shape, generator=gen)
-    allowed = torch.ones(b, h, tq, tk, dtype=torch.bool)
-    bias = torch.zeros(b, h, tq, tk, dtype=torch.float64)
-    built, biases, first_align = [], [], None
-    for part in parts:
-        kind, g = part[0], torch.Generator().manual_seed(part[1])
-        if kind in ("causal", "window"):
-            if kind == "causal":
-                c, w, align = True, None, part[2]
-                built.append(masks.causal(align=align))
-            else:
-                _, _, w, c, align = part
-                built.append(masks.sliding_window(w, causal=c, align=align))
-            first_align = first_align or align
-            allowed &= ref.allowed_matrix(
-                b, tq, tk, causal=c, align=align, window=w, query_positions=qpos
-            )
-        elif kind == "lengths":
-            built.append(masks.key_padding(lengths=torch.tensor(part[2])))
-            allowed &= ref.allowed_matrix(b, tq, tk, key_lengths=part[2])
-        elif kind == "padding":
-            pad = torch.rand(b, tk, generator=g) > 0.3
-            built.append(masks.key_padding(mask=pad))
-            allowed &= pad[:, None, None, :]
-        elif kind == "dense_bool":
-            t = torch.rand(_dense_shape(part[2], b, h, tq, tk), generator=g) > 0.25
-            built.append(masks.dense(t))
-            full = t.view(b, 1, tq, tk) if t.dim() == 3 else t  # (B, Tq, Tk) -> (B, 1, Tq, Tk)
-            allowed &= full
-        elif kind == "dense_float":
-            t = torch.randn(1, h, tq, tk, generator=g, dtype=torch.float64)
-            t = t.masked_fill(torch.rand(1, h, tq, tk, generator=g) < 0.2, -torch.inf)
-            built.append(masks.dense(t))
-            bias = bias + t
-        else:
-            slopes = torch.rand(h, generator=g, dtype=torch.float64)
-            built.append(masks.bias(SlopeBias(slopes)))
-            biases.append(slopes)
-    m = functools.reduce(operator.and_, built)
-    if qpos is not None:
-        m = m.with_query_positions(qpos)
-    # Head biases read the positions of the leftmost positional part's alignment.
-    for slopes in biases:
-        for bi in range(b):
-            for i in range(tq):
-                if qpos is not None:
-                    p = int(qpos[i] if qpos.dim() == 1 else qpos[bi, i])
-                else:
-                    p = i + (tk - tq if first_align == "bottom_right" else 0)
-                for j in range(tk):
-                    bias[bi, :, i, j] += -slopes * abs(j - p)
-    return m, allowed, bias
-
-
-def _as_float(allowed, bias):
-    return bias.masked_fill(~allowed, -torch.inf)
+    return (b, h, tq, tk, *draw(mask_parts.parts_for(b, tq, tk)))
 
 
 def _same(got, allowed, bias):
@@ -352,7 +245,7 @@ def _assemble_from_plan(m, b, h, tq, tk, block_q, block_k):
 @given(problem=part_lists(), blocks=st.tuples(st.integers(1, 5), st.integers(1, 5)))
 def test_and_over_every_part_matches_the_parts_combined_by_hand(problem, blocks):
     b, h, tq, tk = problem[:4]
-    m, allowed, bias = _build_parts(problem)
+    m, allowed, bias = mask_parts.build(*problem)
     m.check(b, h, tq, tk, torch.device("cpu"))
     _same(m.render(b, h, tq, tk, dtype=torch.float64, as_float=True), allowed, bias)
     if not m.has_bias:
