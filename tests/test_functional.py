@@ -467,3 +467,25 @@ def test_nan_inputs_at_scale_without_mask(backend):
             q, k, v, allowed=None if mask is None else ref.allowed_matrix(b, t, t, causal=True)
         )
         assert torch.equal(rows, torch.isnan(exp).any(dim=-1))
+
+
+@pytest.mark.parametrize("backend", ["math", "sdpa", "blockwise"])
+def test_bf16_float_mask_plus_head_bias_within_twice_torch_error(backend):
+    """Several float parts are summed in float32 and rounded to bf16 once (found by the fuzz
+    suite: sdpa summed them in bf16, rounding twice, and lost to torch's own error)."""
+    gen = torch.Generator().manual_seed(0)
+    b, h, tq, tk = 2, 4, 9, 23
+    q, k, v = (torch.randn(b, h, t, 16, generator=gen).bfloat16() for t in (tq, tk, tk))
+    slopes = torch.tensor([9.5, 7.75, 5.3, 3.1], dtype=torch.float64)
+    qp = torch.arange(tk - tq, tk, dtype=torch.float64)
+    kp = torch.arange(tk, dtype=torch.float64)
+    head_bias = -slopes.view(1, -1, 1, 1) * (qp.view(-1, 1) - kp.view(1, -1)).abs()
+    # A dense part that nearly cancels the head bias: large parts, a small sum.
+    extra = (torch.randn(1, h, tq, tk, generator=gen, dtype=torch.float64) - head_bias).bfloat16()
+    m = masks.causal(align="bottom_right") & masks.dense(extra) & masks.bias(_DistanceBias(slopes))
+    bias = extra.double() + head_bias
+    allowed = ref.allowed_matrix(b, tq, tk, causal=True, align="bottom_right")
+    exp, _ = ref.attention(q, k, v, allowed=allowed, bias=bias)
+    own = ref.sdpa_at_dtype(q, k, v, allowed=allowed, bias=bias)
+    out, _ = attention(q, k, v, mask=m, backend=backend)
+    assert ref.max_err(out, exp) <= ref.tolerance(ref.max_err(own, exp))

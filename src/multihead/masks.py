@@ -439,6 +439,8 @@ class AttentionMask:
         the blockwise backend uses :meth:`tile` instead.
         """
         _check_sizes(batch=batch, heads=heads, q_len=q_len, k_len=k_len)
+        if as_float is not None:
+            require_bool("as_float", as_float)
         if self.is_empty:
             return None
         dev = torch.device(device) if device is not None else self._device()

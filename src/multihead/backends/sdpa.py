@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from multihead.backends import Backend, Request
+from multihead.backends.math import compute_dtype
 from multihead.masks import AttentionMask
 
 
@@ -70,7 +71,10 @@ def forward(
     elif mask.is_plain_causal(tq, tk):
         is_causal = True
     else:
-        attn_mask = mask.render(b, hq, tq, tk, dtype=q.dtype, device=q.device)
+        # Float parts are summed in float32 and rounded to q's dtype once, as torch would.
+        attn_mask = mask.render(b, hq, tq, tk, dtype=compute_dtype(q.dtype), device=q.device)
+        if attn_mask is not None and attn_mask.is_floating_point():
+            attn_mask = attn_mask.to(q.dtype)
     row_ok = None  # (B|1, H|1, Tq, 1): rows the mask lets see some key
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
@@ -117,12 +121,15 @@ def _propagate_non_finite(
     with no allowed key *by the mask* are 0, as on the other backends: a row of a non-finite
     query is NaN, and a row that came out exactly 0 while some key of its head is non-finite is
     NaN too (a finite exact 0 there would need the values to cancel exactly). Tensor operations
-    only, no data-dependent branch, so compiled graphs stay whole; O(T * D), small beside the
-    attention itself.
+    only, no data-dependent branch, so compiled graphs stay whole; it reads q and k once more
+    (O(T * D)), small beside the attention except when decoding one query against a long cache.
     """
     b, hq, hkv = q.shape[0], q.shape[1], k.shape[1]
-    q_bad = ~torch.isfinite(q).all(dim=-1, keepdim=True)  # (B, Hq, Tq, 1)
-    k_bad = ~torch.isfinite(k).all(dim=-1).all(dim=-1)  # (B, Hkv)
+    # A sum is NaN/Inf when a term is (and, accumulated in at least float32, finite inputs of
+    # any sane size never overflow it): one read of q and k, no temporary of their size.
+    acc = torch.promote_types(q.dtype, torch.float32)
+    q_bad = ~torch.isfinite(q.sum(dim=-1, keepdim=True, dtype=acc))  # (B, Hq, Tq, 1)
+    k_bad = ~torch.isfinite(k.sum(dim=(-2, -1), dtype=acc))  # (B, Hkv)
     k_bad = k_bad.view(b, hkv, 1).expand(b, hkv, hq // hkv).reshape(b, hq, 1, 1)  # (B,Hq,1,1)
     nan_rows = q_bad | (k_bad & (out == 0).all(dim=-1, keepdim=True))  # (B, Hq, Tq, 1)
     if row_ok is not None:
