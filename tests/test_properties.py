@@ -27,15 +27,20 @@ from tests import mask_parts
 from tests import reference as ref
 
 FUZZ = os.environ.get("MULTIHEAD_FUZZ")
-EXAMPLES = int(FUZZ) if FUZZ else 100
+EXAMPLES = int(FUZZ) if FUZZ else 200
 BACKENDS = ("math", "sdpa", "blockwise", "auto")
 DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 _COUNT = {"examples": 0, "calls": 0, "start": time.perf_counter()}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _report_count(request):
+def _one_thread_and_report(request):
+    """One intra-op thread (tiny tensors: a second thread only adds contention), and the
+    count of examples at the end."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
     if reporter is not None and capture is not None and _COUNT["examples"]:

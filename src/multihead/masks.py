@@ -100,7 +100,10 @@ class Positional:
         _check_positional(self.causal, self.window, self.align)
 
     def __and__(self, other: Positional) -> Positional:
-        assert other.align == self.align, "only parts of one alignment intersect"
+        if other.align != self.align:
+            raise ValueError(
+                f"only parts of one alignment intersect, got {self.align!r} and {other.align!r}"
+            )
         return Positional(
             self.causal or other.causal, _min_opt(self.window, other.window), self.align
         )
