@@ -121,6 +121,10 @@ def build(b, h, tq, tk, parts, qpos_kind, seed, dtype=torch.float64):
             offset = tk - tq if first_align == "bottom_right" else 0
             pos = torch.tensor([[i + offset for i in range(tq)]] * b)  # (B, Tq)
         dist = (torch.arange(tk).view(1, 1, -1) - pos[:, :, None]).abs()  # (B, Tq, Tk)
+        # Backends evaluate head biases at their compute dtype (float32 for half precision),
+        # so the values at that dtype are the inputs, as q, k, v are at theirs.
+        compute = torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
         for slopes in slopes_list:
-            bias = bias - slopes.view(1, -1, 1, 1) * dist[:, None].double()  # (B, H, Tq, Tk)
+            part = -slopes.to(compute).view(1, -1, 1, 1) * dist[:, None].to(compute)
+            bias = bias + part.double()  # (B, H, Tq, Tk)
     return m, allowed, bias
