@@ -30,7 +30,7 @@ FUZZ = os.environ.get("MULTIHEAD_FUZZ")
 EXAMPLES = int(FUZZ) if FUZZ else 200
 BACKENDS = ("math", "sdpa", "blockwise", "auto")
 DTYPES = (torch.float32, torch.float64, torch.bfloat16)
-_COUNT = {"examples": 0, "calls": 0, "start": time.perf_counter()}
+_COUNT = {"examples": 0, "calls": 0, "start": 0.0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,6 +39,7 @@ def _one_thread_and_report(request):
     count of examples at the end."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    _COUNT["start"] = time.perf_counter()
     yield
     torch.set_num_threads(threads)
     plugins = request.config.pluginmanager
