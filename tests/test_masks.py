@@ -315,3 +315,13 @@ def test_float_mask_with_nan_or_plus_inf_is_refused(bad):
         m.check(2, 1, 3, 4, torch.device("cpu"))
     ok = masks.dense(torch.zeros(3, 4).masked_fill(torch.eye(3, 4, dtype=torch.bool), -torch.inf))
     ok.check(2, 1, 3, 4, torch.device("cpu"))  # -inf removes a score: fine
+
+
+def test_float_parts_add_in_float32():
+    """Half-precision float parts are summed in float32 (rounded once when rendered), not
+    rounded to bf16 at every ``&``."""
+    a = torch.full((2, 2), 1.0, dtype=torch.bfloat16)
+    b = torch.full((2, 2), 2.0**-9, dtype=torch.bfloat16)  # below bf16's resolution at 1.0
+    m = masks.dense(a) & masks.dense(b) & masks.dense(b)
+    assert m.additive.dtype == torch.float32
+    assert m.render(1, 1, 2, 2, dtype=torch.float32)[0, 0, 0, 0] == 1.0 + 2.0**-8

@@ -18,7 +18,7 @@ import time
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from multihead.backends import blockwise
@@ -90,6 +90,20 @@ def _own_weights(q, k, allowed, bias):
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(problem=problems())
+# Regressions the fuzz found: float parts rounded once per part in reduced precision (a head
+# bias and dense masks summed in bf16; two float32 head biases against exact ones).
+@example(
+    problem=(1, 1, 1, 1, 35, 2, 1, torch.bfloat16, False,
+             ([("dense_float", 0), ("dense_float", 1), ("dense_float", 0)], None, 0), (1, 1), 1)
+)  # fmt: skip
+@example(
+    problem=(1, 1, 1, 1, 6, 2, 1, torch.bfloat16, False,
+             ([("causal", 0, "top_left"), ("dense_float", 0), ("bias", 0)], "1d", 1), (1, 1), 0)
+)  # fmt: skip
+@example(
+    problem=(2, 4, 1, 158, 65, 72, 11, torch.float32, False,
+             ([("bias", 225), ("bias", 755)], None, 0), (16, 16), 22)
+)  # fmt: skip
 def test_attention_fuzz_against_float64_oracle(problem):
     b, hq, hkv, tq, tk, d, dv, dtype, need_weights, parts, blocks, seed = problem
     gen = torch.Generator().manual_seed(seed)

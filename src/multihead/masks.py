@@ -171,7 +171,7 @@ class AttentionMask:
             key_lengths=_combine(self.key_lengths, other.key_lengths, torch.minimum),
             key_padding=_combine(self.key_padding, other.key_padding, torch.logical_and),
             allowed=_combine(self.allowed, other.allowed, torch.logical_and),
-            additive=_combine(self.additive, other.additive, torch.add),
+            additive=_combine(self.additive, other.additive, _add_float),
             head_biases=self.head_biases + other.head_biases,
             also=next(iter(by_align.values()), None),
             given_shapes=_given_shapes(self, other),
@@ -773,6 +773,13 @@ def _min_opt(a: int | None, b: int | None) -> int | None:
 
 def _first(a, b):
     return a if a is not None else b
+
+
+def _add_float(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Float parts add in at least float32: summing half-precision masks in their own dtype
+    would round once per part, where one rounding (at render time) is what torch does."""
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    return a.to(dtype) + b.to(dtype)
 
 
 def _combine(a, b, op):
