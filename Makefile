@@ -50,6 +50,13 @@ lint: setup
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# The attention fuzz suite (tests/test_properties.py) with at least 10,000 random examples on
+# every backend against the float64 oracle; prints the example count and time at the end.
+FUZZ_EXAMPLES ?= 10000
+.PHONY: fuzz
+fuzz: setup
+	MULTIHEAD_FUZZ=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_properties.py -q -p no:cacheprovider
+
 demo: setup
 	$(VENV)/bin/multihead bench --quick
 

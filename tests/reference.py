@@ -2,7 +2,8 @@
 
 Written plainly, independently of the package: masks are built from their definitions with
 explicit index arithmetic, K/V heads are repeated for GQA, and softmax handles rows with no
-allowed key by returning zeros.
+allowed key (by the mask) by returning zeros; NaN and Inf inputs propagate as IEEE arithmetic
+makes them.
 """
 
 from __future__ import annotations
@@ -86,24 +87,27 @@ def attention(
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     scores = torch.einsum("bhid,bhjd->bhij", q, k) * scale
-    if bias is not None:
-        scores = scores + bias.double()
+    if scores.shape[-1] == 0:  # no keys: every row is empty
+        return q.new_zeros(*q.shape[:3], v.shape[-1]), scores
     keep = torch.ones_like(scores, dtype=torch.bool)
     if allowed is not None:
         keep = keep & allowed
-    keep = keep & torch.isfinite(scores)
+    if bias is not None:
+        scores = scores + bias.double()
+        keep = keep & ~torch.isneginf(bias)  # an additive -inf removes the score
+    # A row is empty when the *mask* allows no key: output 0. Every other row is a plain
+    # softmax, so a NaN/Inf input gives NaN (all -inf scores from inputs: 0 / 0).
+    empty = ~keep.any(dim=-1, keepdim=True)
     scores = scores.masked_fill(~keep, -math.inf)
-    row_max = scores.max(dim=-1, keepdim=True).values
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    e = torch.exp(scores - row_max) * keep
-    total = e.sum(dim=-1, keepdim=True)
-    weights = torch.where(total > 0, e / torch.where(total > 0, total, 1.0), 0.0)
+    row_max = scores.max(dim=-1, keepdim=True).values.masked_fill(empty, 0.0)
+    e = torch.exp(scores - row_max)
+    weights = (e / e.sum(dim=-1, keepdim=True)).masked_fill(empty, 0.0)
     if head_mask is not None:
         hm = head_mask.double()
         hm = hm.view(-1 if hm.dim() == 2 else 1, hm.shape[-1], 1, 1)
         weights = weights * hm
     out = torch.einsum("bhij,bhjd->bhid", weights, v)
-    return out, weights
+    return out.masked_fill(empty, 0.0), weights  # empty rows: 0 even if v holds NaN
 
 
 def max_err(a: torch.Tensor, b: torch.Tensor) -> float:

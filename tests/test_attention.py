@@ -240,3 +240,45 @@ def test_batch_mismatch_with_equal_lengths_is_not_called_a_layout_swap():
         mha(torch.randn(3, 5, 16), torch.randn(2, 5, 8))
     assert "batch sizes differ (3 vs 2)" in str(err.value)
     assert "look like" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        (
+            {"is_causal": "no"},
+            TypeError,
+            r"is_causal must be a bool \(True or False\), got 'no' \(str\)",
+        ),
+        ({"is_causal": 1}, TypeError, "is_causal must be a bool"),
+        ({"need_weights": "yes"}, TypeError, "need_weights must be a bool"),
+    ],
+)
+def test_flags_must_be_booleans(kwargs, error, pattern):
+    """`mha(x, is_causal="no")` used to turn causal masking on (any truthy value did)."""
+    mha = MultiHeadAttention(16, 4)
+    with pytest.raises(error, match=pattern):
+        mha(torch.randn(2, 5, 16), **kwargs)
+
+
+def test_input_dtype_must_match_the_weights():
+    mha = MultiHeadAttention(16, 4)
+    with pytest.raises(TypeError, match=r"query has dtype torch.float64 but the module's weights"):
+        mha(torch.randn(2, 5, 16, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts for itself: allowed
+        assert mha(torch.randn(2, 5, 16, dtype=torch.bfloat16))[0].shape == (2, 5, 16)
+
+
+@pytest.mark.parametrize("backend", ["math", "sdpa", "blockwise"])
+def test_explicit_causal_or_window_mask_with_is_causal(backend):
+    """is_causal=True adds a bottom-right causal mask; with Tq == Tk it agrees with any
+    explicit causal mask or window (whatever their alignment), so combining them is redundant
+    but harmless. Both used to raise "cannot combine causal masks aligned ...\""""
+    mha = MultiHeadAttention(16, 4, backend=backend)
+    x = torch.randn(2, 7, 16)
+    causal, _ = mha(x, is_causal=True)
+    torch.testing.assert_close(mha(x, is_causal=True, mask=masks.causal())[0], causal)
+    window, _ = mha(x, mask=masks.sliding_window(3))
+    torch.testing.assert_close(mha(x, mask=masks.sliding_window(3), is_causal=True)[0], window)
+    wide, _ = mha(x, mask=masks.sliding_window(128), is_causal=True)
+    torch.testing.assert_close(wide, causal)

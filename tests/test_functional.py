@@ -301,6 +301,11 @@ def _qkv(b=2, h=4, t=5, d=8):
         (lambda q, k, v: (q, k, v[:, :, :3]), ValueError, r"v has shape .* but k has"),
         (lambda q, k, v: (q.long(), k.long(), v.long()), TypeError, "floating-point"),
         (lambda q, k, v: (q, [1], v), TypeError, "k must be a torch.Tensor"),
+        (
+            lambda q, k, v: (q[..., :0], k[..., :0], v),
+            ValueError,
+            r"head dim D = 0, but D >= 1 is expected",
+        ),
     ],
 )
 def test_bad_tensors(change, error, pattern):
@@ -322,6 +327,12 @@ def test_bad_tensors(change, error, pattern):
         ({"head_mask": torch.ones(3)}, ValueError, r"head_mask has shape \(3,\)"),
         ({"scale": float("nan")}, ValueError, "scale must be finite"),
         ({"need_weights": 1}, TypeError, "need_weights must be a bool"),
+        ({"need_weights": "no"}, TypeError, r"need_weights must be a bool \(True or False\)"),
+        (
+            {"mask": torch.full((5, 5), torch.nan)},
+            ValueError,
+            r"mask \(float\) of shape \(5, 5\) holds 25 NaN or \+inf",
+        ),
         (
             {"mask": masks.key_padding(lengths=torch.tensor([5, 9]))},
             ValueError,
@@ -376,3 +387,105 @@ def test_device_mismatch_is_named():
     k = torch.randn(1, 2, 3, 4, device="meta")
     with pytest.raises(ValueError, match="k is on device meta but q is on cpu"):
         attention(q, k, k)
+
+
+def test_zero_heads_give_an_empty_output():
+    """Every head pruned away (Hq = Hkv = 0) is a valid, empty attention."""
+    q, k, v = torch.randn(2, 0, 5, 8), torch.randn(2, 0, 7, 8), torch.randn(2, 0, 7, 3)
+    for backend in ("auto", "math", "sdpa", "blockwise"):
+        out, w = attention(q, k, v, mask=masks.causal(), need_weights=True, backend=backend)
+        assert out.shape == (2, 0, 5, 3) and w.shape == (2, 0, 5, 7)
+
+
+# ---------------------------------------------------------------------- NaN and Inf
+NONFINITE_BACKENDS = [*BACKENDS, "auto"]
+
+
+def _nonfinite_mask(kind, b, h, tq, tk):
+    """A mask for the NaN/Inf tests, and its (allowed, bias) for the oracle. Every mask lets
+    each row see key 0 except the last query row of example 0, which sees nothing."""
+    empty = torch.ones(b, 1, tq, tk, dtype=torch.bool)
+    empty[0, 0, -1] = False
+    bias = None
+    if kind == "none":
+        m, allowed = masks.dense(empty), empty
+    elif kind == "causal":
+        m = masks.causal() & masks.dense(empty)
+        allowed = ref.allowed_matrix(b, tq, tk, causal=True) & empty
+    elif kind == "padding":
+        m = masks.key_padding(lengths=torch.tensor([tk - 1, tk])) & masks.dense(empty)
+        allowed = ref.allowed_matrix(b, tq, tk, key_lengths=[tk - 1, tk]) & empty
+    else:  # float mask: finite biases, -inf for the empty row
+        bias = torch.randn(1, h, tq, tk, dtype=torch.float64).expand(b, h, tq, tk).clone()
+        bias[0, :, -1] = -torch.inf
+        m, allowed = masks.dense(bias.float()), None
+    return m, allowed, bias
+
+
+@pytest.mark.parametrize("backend", NONFINITE_BACKENDS)
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("kind", ["none", "causal", "padding", "float"])
+@pytest.mark.parametrize("where", ["q", "k", "v"])
+@pytest.mark.parametrize("value", [torch.nan, torch.inf, -torch.inf], ids=["nan", "inf", "-inf"])
+def test_nan_and_inf_propagate_identically(backend, need_weights, kind, where, value):
+    """A NaN/Inf in q (row 1), k or v (key 0, which every non-empty row sees) gives exactly
+    the oracle's NaN pattern (plain IEEE softmax); only the row the mask leaves without keys
+    is 0. Before, sdpa (and so auto) turned a NaN query row into zeros."""
+    b, h, tq, tk, d = 2, 2, 5, 6, 4
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(b, h, t, d) for t in (tq, tk, tk))
+    {"q": q[:, :, 1], "k": k[:, :, 0], "v": v[:, :, 0]}[where][..., 0] = value
+    m, allowed, bias = _nonfinite_mask(kind, b, h, tq, tk)
+    exp, exp_w = ref.attention(q, k, v, allowed=allowed, bias=bias)
+    out, w = attention(q, k, v, mask=m, need_weights=need_weights, backend=backend)
+    assert not torch.isfinite(exp).all(), "the case must propagate something"
+    for pattern in (torch.isnan, torch.isposinf, torch.isneginf):
+        assert torch.equal(pattern(out), pattern(exp)), (backend, pattern.__name__)
+    assert (out[0, :, -1] == 0).all(), "a row with no allowed key is 0 even with NaN inputs"
+    ok = torch.isfinite(exp)
+    torch.testing.assert_close(out[ok].double(), exp[ok], rtol=1e-5, atol=1e-5)
+    if need_weights:
+        assert torch.equal(torch.isnan(w), torch.isnan(exp_w))
+        assert (w[0, :, -1] == 0).all()
+
+
+@pytest.mark.parametrize("backend", ["math", "sdpa", "blockwise", "blockwise_small"])
+def test_nan_inputs_at_scale_without_mask(backend):
+    """Long sequences take torch's fused kernels (no mask, is_causal): a NaN query row and
+    a key whose -inf scores leave the first causal row nothing are NaN there too."""
+    b, h, t, d = 1, 2, 130, 8
+    q, k, v = (torch.randn(b, h, t, d) for _ in range(3))
+    q[0, 1, 70, 3] = torch.nan
+    k[0, 0, 0] = torch.inf * torch.sign(q[0, 0, 0]).neg()  # score(q0, k0) = -inf
+    for mask in (None, masks.causal()):
+        out, _ = attention(q, k, v, mask=mask, backend=backend)
+        assert torch.isnan(out[0, 1, 70]).all()
+        if mask is not None:
+            assert torch.isnan(out[0, 0, 0]).all()  # its only key scores -inf: 0 / 0
+        rows = torch.isnan(out).any(dim=-1)
+        exp, _ = ref.attention(
+            q, k, v, allowed=None if mask is None else ref.allowed_matrix(b, t, t, causal=True)
+        )
+        assert torch.equal(rows, torch.isnan(exp).any(dim=-1))
+
+
+@pytest.mark.parametrize("backend", ["math", "sdpa", "blockwise"])
+def test_bf16_float_mask_plus_head_bias_within_twice_torch_error(backend):
+    """Several float parts are summed in float32 and rounded to bf16 once (found by the fuzz
+    suite: sdpa summed them in bf16, rounding twice, and lost to torch's own error)."""
+    gen = torch.Generator().manual_seed(0)
+    b, h, tq, tk = 2, 4, 9, 23
+    q, k, v = (torch.randn(b, h, t, 16, generator=gen).bfloat16() for t in (tq, tk, tk))
+    slopes = torch.tensor([9.5, 7.75, 5.3, 3.1], dtype=torch.float64)
+    qp = torch.arange(tk - tq, tk, dtype=torch.float64)
+    kp = torch.arange(tk, dtype=torch.float64)
+    head_bias = -slopes.view(1, -1, 1, 1) * (qp.view(-1, 1) - kp.view(1, -1)).abs()
+    # A dense part that nearly cancels the head bias: large parts, a small sum.
+    extra = (torch.randn(1, h, tq, tk, generator=gen, dtype=torch.float64) - head_bias).bfloat16()
+    m = masks.causal(align="bottom_right") & masks.dense(extra) & masks.bias(_DistanceBias(slopes))
+    bias = extra.double() + head_bias
+    allowed = ref.allowed_matrix(b, tq, tk, causal=True, align="bottom_right")
+    exp, _ = ref.attention(q, k, v, allowed=allowed, bias=bias)
+    own = ref.sdpa_at_dtype(q, k, v, allowed=allowed, bias=bias)
+    out, _ = attention(q, k, v, mask=m, backend=backend)
+    assert ref.max_err(out, exp) <= ref.tolerance(ref.max_err(own, exp))

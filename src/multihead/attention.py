@@ -364,6 +364,8 @@ class MultiHeadAttention(nn.Module):
         Returns:
             ``(out, weights)``: out ``(B, Tq, E)``; weights ``(B, Hq, Tq, Tk)`` or None.
         """
+        _checks.require_bool("is_causal", is_causal)
+        _checks.require_bool("need_weights", need_weights)
         self_attention = key is None
         key = query if key is None else key
         value = key if value is None else value
@@ -478,6 +480,13 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(
                     f"{name} has shape {tuple(t.shape)} but its last dim must be "
                     f"{'embed_dim' if name == 'query' else name[0] + 'dim'}={width}"
+                )
+            weight = self.out_proj.weight
+            # Under autocast the projections cast for themselves, so mixed dtypes are fine.
+            if t.dtype != weight.dtype and not torch.is_autocast_enabled(t.device.type):
+                raise TypeError(
+                    f"{name} has dtype {t.dtype} but the module's weights are {weight.dtype}; "
+                    f"cast the input (x.to({weight.dtype})) or the module (.to({t.dtype}))"
                 )
         if self_attention:
             return

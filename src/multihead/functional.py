@@ -52,12 +52,14 @@ def attention(
     Args:
         q: queries ``(B, Hq, Tq, D)``.
         k: keys ``(B, Hkv, Tk, D)``; Hkv must divide Hq (GQA/MQA; K is never copied per
-            query head).
+            query head); ``D >= 1``. ``Hq = Hkv = 0`` (every head pruned) gives an empty output.
         v: values ``(B, Hkv, Tk, Dv)``.
         mask: an :class:`~multihead.masks.AttentionMask`, or a tensor: bool with
             **True = may attend**, or float (added to the scores), shaped ``(Tq, Tk)``,
             ``(B, Tq, Tk)`` or ``(B|1, Hq|1, Tq, Tk)``. A query row with no allowed key gives
-            output 0, weights 0 and finite gradients.
+            output 0, weights 0 and finite gradients; only such rows: a NaN or Inf in q, k, v or
+            the scores propagates (NaN out) on every backend. A float mask holding NaN or
+            ``+inf`` is refused (it is a bug, never a bias).
         scale: score scale; default ``1 / sqrt(D)``.
         dropout_p: dropout on the attention weights, in [0, 1). Pass 0 in eval.
         head_mask: ``(Hq,)`` or ``(B, Hq)``; multiplies each head's output (and weights):
@@ -75,6 +77,9 @@ def attention(
             serve the request (the message says why).
     """
     request, mask_obj, scale_f = _validate(q, k, v, mask, scale, dropout_p, head_mask, need_weights)
+    if request.q_heads == 0:  # nothing to attend; shapes as usual, (B, 0, Tq, Dv)
+        out = q.new_zeros(request.batch, 0, request.q_len, request.v_dim)
+        return out, (q.new_zeros(*out.shape[:3], request.k_len) if need_weights else None)
     chosen = select_backend(request, backend)
     native = need_weights and chosen.returns_weights
     out, weights = chosen.forward(
@@ -125,8 +130,9 @@ def _auto_name(r: Request) -> str:
         return "math"
     blockwise_ok = get_backend("blockwise").unsupported(r) is None
     m = r.mask
-    if blockwise_ok and m.window is not None:
-        if r.k_len >= WINDOW_RATIO * m.window and r.k_len >= WINDOW_MIN_LEN:
+    window = m.tightest_window
+    if blockwise_ok and window is not None:
+        if r.k_len >= WINDOW_RATIO * window and r.k_len >= WINDOW_MIN_LEN:
             return "blockwise"
     if blockwise_ok and m.head_biases:
         dense_bytes = r.q_heads * r.q_len * r.k_len * 4
@@ -174,7 +180,14 @@ def _validate(
         raise ValueError(
             f"k has head dim {k_t.shape[3]} but q has {d}; queries and keys must share D"
         )
-    if hkv == 0 or hq % hkv != 0:
+    if d == 0:
+        raise ValueError(
+            f"q {tuple(q_t.shape)} and k {tuple(k_t.shape)} have head dim D = 0, but D >= 1 is "
+            "expected: with no features every score is 0 and the scale 1/sqrt(D) is undefined"
+        )
+    if hq == 0 and hkv == 0:
+        pass  # no heads at all (every head pruned away): the output is empty
+    elif hkv == 0 or hq % hkv != 0:
         raise ValueError(
             f"k has {hkv} heads, which must divide q's {hq} heads (GQA/MQA: each KV head "
             "serves Hq / Hkv query heads)"
@@ -197,8 +210,7 @@ def _validate(
             )
         if hm.device != q_t.device:
             raise ValueError(f"head_mask is on {hm.device} but q is on {q_t.device}")
-    if not isinstance(need_weights, bool):
-        raise TypeError(f"need_weights must be a bool, got {type(need_weights).__name__}")
+    _checks.require_bool("need_weights", need_weights)
     mask_obj = as_mask(mask)  # type: ignore[arg-type]
     mask_obj.check(b, hq, tq, tk, q_t.device)
     request = Request(

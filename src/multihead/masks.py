@@ -16,6 +16,12 @@ both. Causal means ``key_pos <= query_pos``; a window ``W`` keeps ``key_pos > qu
 (and, when not causal, ``key_pos < query_pos + W``); per-head biases (ALiBi) read the same
 positions.
 
+Composition. ``a & b`` allows what both allow. Every positional part (causal, window) keeps its
+own alignment: ``sliding_window(3, causal=False) & causal(align="bottom_right")`` applies the
+window to top-left positions and causality to bottom-right ones. When ``Tq == Tk`` (or query
+positions are explicit) the alignments coincide and the parts merge into one. Per-head biases
+(ALiBi) read the positions of the leftmost positional part's alignment (top-left if none).
+
 Example:
     >>> import torch
     >>> from multihead import masks
@@ -35,7 +41,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from multihead import _checks
-from multihead._checks import shape
+from multihead._checks import require_bool, shape
 
 ALIGNS = ("top_left", "bottom_right")
 
@@ -92,6 +98,29 @@ class QueryBlock:
         return out
 
 
+@dataclass(frozen=True)
+class Positional:
+    """One positional part: causal and/or a sliding window, at one alignment (see the module
+    docstring). Two parts at the same alignment intersect into one part: the result is causal
+    if either is, with the narrower window."""
+
+    causal: bool = False
+    window: int | None = None
+    align: str = "top_left"
+
+    def __post_init__(self) -> None:
+        _check_positional(self.causal, self.window, self.align)
+
+    def __and__(self, other: Positional) -> Positional:
+        if other.align != self.align:
+            raise ValueError(
+                f"only parts of one alignment intersect, got {self.align!r} and {other.align!r}"
+            )
+        return Positional(
+            self.causal or other.causal, _min_opt(self.window, other.window), self.align
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class AttentionMask:
     """Which keys each query may attend to (True = may attend), plus additive biases.
@@ -111,24 +140,37 @@ class AttentionMask:
     allowed: torch.Tensor | None = None  # (B|1, H|1, Tq, Tk) bool, True = may attend
     additive: torch.Tensor | None = None  # (B|1, H|1, Tq, Tk) float, added to scores
     head_biases: tuple[HeadBias, ...] = ()
+    # A second positional part aligned the other way, kept apart by ``a & b`` when the sides'
+    # alignments differ: where each query sits then depends on (Tq, Tk), so the two parts merge
+    # (or apply one after the other) only once the sizes are known (see ``positional_parts``).
+    also: Positional | None = None
     # Shapes of dense tensors as the user gave them (before normalizing to 4-D), for errors.
     given_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.align not in ALIGNS:
-            raise ValueError(f"align must be one of {ALIGNS}, got {self.align!r}")
-        if self.window is not None:
-            _checks.require_positive_int("window", self.window)  # the one window rule
+        _check_positional(self.causal, self.window, self.align)
+        if self.also is not None:
+            if not isinstance(self.also, Positional):
+                raise TypeError(
+                    f"also must be a Positional or None, got {type(self.also).__name__}"
+                )
+            if self.also.align == self.align:
+                raise ValueError(
+                    f"also must be aligned differently from the mask ({self.align!r}); parts of "
+                    "one alignment intersect into one part"
+                )
 
     # ------------------------------------------------------------------ composition
     def __and__(self, other: AttentionMask) -> AttentionMask:
         if not isinstance(other, AttentionMask):
-            return NotImplemented
-        if self.causal and other.causal and self.align != other.align:
-            raise ValueError(
-                f"cannot combine causal masks aligned {self.align!r} and {other.align!r}"
-            )
-        align = self.align if self.causal or self.window else other.align
+            raise TypeError(_not_a_mask(other))
+        by_align: dict[str, Positional] = {}
+        for part in self._own_parts() + other._own_parts():
+            have = by_align.get(part.align)
+            by_align[part.align] = part if have is None else have & part
+        # The leftmost positional part's alignment stays first: per-head biases read it.
+        align = self.align if self._own_parts() else other.align
+        first = by_align.pop(align, Positional(align=align))
         if self.query_positions is not None and other.query_positions is not None:
             if self.query_positions is not other.query_positions and not torch.equal(
                 self.query_positions, other.query_positions
@@ -140,21 +182,75 @@ class AttentionMask:
             ):
                 raise ValueError("cannot combine masks with different key_positions")
         return AttentionMask(
-            causal=self.causal or other.causal,
+            causal=first.causal,
             align=align,
-            window=_min_opt(self.window, other.window),
+            window=first.window,
             query_positions=_first(self.query_positions, other.query_positions),
             key_positions=_first(self.key_positions, other.key_positions),
             key_lengths=_combine(self.key_lengths, other.key_lengths, torch.minimum),
             key_padding=_combine(self.key_padding, other.key_padding, torch.logical_and),
             allowed=_combine(self.allowed, other.allowed, torch.logical_and),
-            additive=_combine(self.additive, other.additive, torch.add),
+            additive=_combine(self.additive, other.additive, _add_float),
             head_biases=self.head_biases + other.head_biases,
+            also=next(iter(by_align.values()), None),
             given_shapes=_given_shapes(self, other),
         )
 
+    def __rand__(self, other: object) -> AttentionMask:
+        raise TypeError(_not_a_mask(other))
+
+    def _own_parts(self) -> list[Positional]:
+        """The positional parts as declared, each at its own alignment."""
+        parts = []
+        if self.causal or self.window is not None:
+            parts.append(Positional(self.causal, self.window, self.align))
+        if self.also is not None:
+            parts.append(self.also)
+        return parts
+
+    def align_shift(self, q_len: int, k_len: int) -> int:
+        """How far the queries of the part aligned the other way (``also``) sit from
+        :meth:`query_pos`: ``±(Tk - Tq)``, or 0 with explicit query positions."""
+        if self.also is None or self.query_positions is not None:
+            return 0
+        offset = k_len - q_len
+        return offset if self.also.align == "bottom_right" else -offset
+
+    def positional_parts(self, q_len: int, k_len: int) -> list[tuple[bool, int | None, int]]:
+        """The positional parts for these sizes as ``(causal, window, shift)``: a query at
+        :meth:`query_pos` ``p`` is tested at ``p + shift``. Parts that land on the same
+        positions merge (so at ``Tq == Tk`` alignments never matter), and of two plain causal
+        parts only the stricter is kept.
+
+        Example:
+            >>> m = sliding_window(3, causal=False) & causal(align="bottom_right")
+            >>> m.positional_parts(2, 5), m.positional_parts(4, 4)
+            ([(False, 3, 0), (True, None, 3)], [(True, 3, 0)])
+        """
+        parts = [(self.causal, self.window, 0)] if self.causal or self.window is not None else []
+        if self.also is None:
+            return parts
+        shift = self.align_shift(q_len, k_len)
+        other = (self.also.causal, self.also.window, shift)
+        if not parts:
+            return [other]
+        (c0, w0, _), (c1, w1, _) = parts[0], other
+        if shift == 0:
+            return [(c0 or c1, _min_opt(w0, w1), 0)]
+        if c0 and c1 and w0 is None and w1 is None:
+            return [parts[0] if shift > 0 else other]  # causal at the earlier positions wins
+        return [*parts, other]
+
     def with_query_positions(self, positions: torch.Tensor) -> AttentionMask:
-        """The same mask with explicit query positions ``(Tq,)`` or ``(B, Tq)``."""
+        """The same mask with explicit query positions ``(Tq,)`` or ``(B, Tq)`` (integers)."""
+        if not isinstance(positions, torch.Tensor):
+            raise TypeError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
+        integer = not (positions.is_floating_point() or positions.is_complex())
+        if not integer or positions.dtype == torch.bool or positions.dim() not in (1, 2):
+            raise ValueError(
+                f"positions must be an integer tensor (Tq,) or (B, Tq), got shape "
+                f"{shape(positions)} and dtype {positions.dtype}"
+            )
         return replace(self, query_positions=positions.long())
 
     def with_key_positions(self, positions: torch.Tensor) -> AttentionMask:
@@ -192,7 +288,13 @@ class AttentionMask:
             or self.allowed is not None
             or self.additive is not None
             or self.head_biases
+            or self.also is not None
         )
+
+    @property
+    def tightest_window(self) -> int | None:
+        """The narrowest sliding window of any positional part, or None."""
+        return _min_opt(self.window, self.also.window if self.also is not None else None)
 
     @property
     def has_bias(self) -> bool:
@@ -206,18 +308,26 @@ class AttentionMask:
 
     def is_plain_causal(self, q_len: int, k_len: int) -> bool:
         """True when the mask is exactly SDPA's ``is_causal=True`` (top-left causal)."""
-        return (
-            self.causal and self._structure_only() and (self.align == "top_left" or q_len == k_len)
-        )
+        diagonal = self._causal_diagonal(q_len, k_len)
+        return diagonal is not None and diagonal == 0
 
     def is_noop(self, q_len: int, k_len: int) -> bool:
         """True when, for these sizes, the mask keeps every score (for example causal decoding
         of a single query aligned bottom-right, which sees every key)."""
         if self.is_empty:
             return True
-        return (
-            self.causal and self._structure_only() and self.align == "bottom_right" and q_len == 1
-        )
+        diagonal = self._causal_diagonal(q_len, k_len)
+        return diagonal is not None and diagonal >= k_len - 1  # the first query sees every key
+
+    def _causal_diagonal(self, q_len: int, k_len: int) -> int | None:
+        """For a mask that is nothing but causal (once its parts merge at these sizes), the
+        position of the first query (0 = top-left, ``Tk - Tq`` = bottom-right); else None."""
+        if not self._structure_only():
+            return None
+        parts = self.positional_parts(q_len, k_len)
+        if len(parts) != 1 or parts[0][:2] != (True, None):
+            return None
+        return (k_len - q_len if self.align == "bottom_right" else 0) + parts[0][2]
 
     def _structure_only(self) -> bool:
         """True when nothing but ``causal``/``align`` is set."""
@@ -235,7 +345,10 @@ class AttentionMask:
 
     # ------------------------------------------------------------------ validation
     def check(self, batch: int, heads: int, q_len: int, k_len: int, device: torch.device) -> None:
-        """Raise ValueError/TypeError unless every part fits ``(B, H, Tq, Tk)``."""
+        """Raise ValueError/TypeError unless every part fits ``(B, H, Tq, Tk)``, and unless the
+        float part holds only finite values and ``-inf`` (an additive NaN or ``+inf`` is a bug,
+        never a bias: it would turn whole rows into NaN)."""
+        _check_sizes(batch=batch, heads=heads, q_len=q_len, k_len=k_len)
         full = (batch, heads, q_len, k_len)
         for name, t in (("mask (bool)", self.allowed), ("mask (float)", self.additive)):
             if t is None:
@@ -249,6 +362,8 @@ class AttentionMask:
                     f"({q_len}, {k_len}), broadcastable to (B, H, Tq, Tk) = {full}"
                 )
             _same_device(name, t, device)
+        if self.additive is not None:
+            _check_additive(self.additive, self.given_shapes.get("additive"))
         if self.key_lengths is not None:
             kl = self.key_lengths
             if kl.shape != (batch,):
@@ -308,6 +423,7 @@ class AttentionMask:
         *,
         dtype: torch.dtype,
         structure: bool = True,
+        shift: int | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Render the tile of queries ``[q0, q1)`` x keys ``[k0, k1)``.
 
@@ -316,6 +432,8 @@ class AttentionMask:
             dtype: dtype of the returned bias.
             structure: False skips the causal/window/length comparisons, for tiles that
                 :meth:`plan_blocks` found fully visible.
+            shift: :meth:`align_shift` for the whole problem's sizes; required when the mask
+                has a part aligned the other way (``also``), whose queries sit elsewhere.
 
         Returns:
             ``(allowed, bias)``: ``allowed`` is bool ``(B|1, H|1, tq, tk)`` with True = may
@@ -339,21 +457,24 @@ class AttentionMask:
             # Empty slots are never attended, whatever the structure of the tile.
             both(kp >= 0)
         if structure:
-            if self.causal:
-                both(kp <= qp)
-            if self.window is not None:
-                both(kp > qp - self.window)
-                if not self.causal:
-                    both(kp < qp + self.window)
+            if self.causal or self.window is not None:
+                both(_positional_allowed(kp, qp, self.causal, self.window))
+            if self.also is not None:
+                if shift is None:
+                    raise ValueError(
+                        "this mask has positional parts of both alignments; pass "
+                        "shift=mask.align_shift(q_len, k_len) to tile()"
+                    )
+                both(_positional_allowed(kp, qp + shift, self.also.causal, self.also.window))
             if self.key_lengths is not None:
                 both(kp < self.key_lengths.view(-1, 1, 1, 1))  # (B, 1, 1, tk)
         if self.key_padding is not None:
             both(self.key_padding[:, None, None, k0:k1])  # (B, 1, 1, tk)
         if self.allowed is not None:
-            both(self.allowed[..., q0:q1, k0:k1])
+            both(_query_rows(self.allowed, q0, q1)[..., k0:k1])
         bias: torch.Tensor | None = None
         if self.additive is not None:
-            bias = self.additive[..., q0:q1, k0:k1].to(dtype)
+            bias = _query_rows(self.additive, q0, q1)[..., k0:k1].to(dtype)
         for hb in self.head_biases:
             b = hb(q_pos, k_pos, dtype)  # (1|B, H, tq, tk)
             bias = b if bias is None else bias + b
@@ -370,19 +491,23 @@ class AttentionMask:
         device: torch.device | str | None = None,
         as_float: bool | None = None,
     ) -> torch.Tensor | None:
-        """The whole mask as one dense tensor broadcastable to ``(B, H, Tq, Tk)``.
+        """The whole mask as one dense tensor broadcastable to ``(B, H, Tq, Tk)`` (the sizes
+        must be integers >= 0; ``batch`` and ``heads`` are only checked, since parts broadcast).
 
         Returns a bool tensor (True = may attend) when the mask has no float biases and
         ``as_float`` is not True, otherwise an additive float tensor (0 keep, ``-inf`` drop,
         plus biases). None when the mask keeps everything. This costs O(Tq * Tk) memory;
         the blockwise backend uses :meth:`tile` instead.
         """
-        del batch, heads  # shapes broadcast; kept in the signature for readability at call sites
+        _check_sizes(batch=batch, heads=heads, q_len=q_len, k_len=k_len)
+        if as_float is not None:
+            require_bool("as_float", as_float)
         if self.is_empty:
             return None
         dev = torch.device(device) if device is not None else self._device()
         q_pos = self.query_pos(q_len, k_len, dev)
-        allowed, bias = self.tile(q_pos, 0, k_len, 0, q_len, dtype=dtype)
+        shift = self.align_shift(q_len, k_len)
+        allowed, bias = self.tile(q_pos, 0, k_len, 0, q_len, dtype=dtype, shift=shift)
         if as_float is None:
             as_float = bias is not None
         if not as_float:
@@ -419,6 +544,8 @@ class AttentionMask:
         (the first and last key any of its queries may see) and no tile counts as fully
         visible, since keys are not ordered by position in general (a ring cache).
         """
+        _check_sizes(q_len=q_len, k_len=k_len)
+        _check_block("block_q", block_q)
         starts = list(range(0, q_len, block_q))
         if self.query_positions is not None:
             qp = self.query_positions.long()
@@ -435,19 +562,22 @@ class AttentionMask:
             k_min = min(k_min, int(self.key_lengths.min()))
         if self.key_positions is not None:
             return self._plan_blocks_by_key_positions(starts, lows, highs, q_len, k_len, block_q)
+        parts = self.positional_parts(q_len, k_len)
         blocks = []
         for q0, qmin, qmax in zip(starts, lows, highs):
             lo, hi = 0, k_max
             full_lo, full_hi = 0, k_min
-            if self.causal:
-                hi = min(hi, qmax + 1)
-                full_hi = min(full_hi, qmin + 1)
-            if self.window is not None:
-                lo = max(lo, qmin - self.window + 1)
-                full_lo = max(full_lo, qmax - self.window + 1)
-                if not self.causal:
-                    hi = min(hi, qmax + self.window)
-                    full_hi = min(full_hi, qmin + self.window)
+            for causal, window, shift in parts:  # each part narrows the ranges
+                pmin, pmax = qmin + shift, qmax + shift
+                if causal:
+                    hi = min(hi, pmax + 1)
+                    full_hi = min(full_hi, pmin + 1)
+                if window is not None:
+                    lo = max(lo, pmin - window + 1)
+                    full_lo = max(full_lo, pmax - window + 1)
+                    if not causal:
+                        hi = min(hi, pmax + window)
+                        full_hi = min(full_hi, pmin + window)
             lo = min(max(lo, 0), k_len)
             hi = max(lo, hi)
             full_lo, full_hi = min(max(full_lo, lo), hi), min(max(full_hi, lo), hi)
@@ -510,6 +640,8 @@ class AttentionMask:
         True means the block pair may hold an allowed score (dense parts are assumed to allow
         something); False means every score of the pair is masked and can be skipped.
         """
+        _check_block("block_q", block_q)
+        _check_block("block_k", block_k)
         nq = -(-q_len // block_q)
         nk = -(-k_len // block_k)
         layout = torch.zeros(nq, nk, dtype=torch.bool)
@@ -537,6 +669,10 @@ class AttentionMask:
         if self.additive is not None:
             parts.append(f"additive{shape(self.additive)}")
         parts += [type(b).__name__ for b in self.head_biases]
+        if self.also is not None:
+            a = self.also
+            what = ["causal"] * a.causal + [f"window={a.window}"] * (a.window is not None)
+            parts.append(f"also {a.align}: {', '.join(what)}")
         return f"AttentionMask({', '.join(parts) or 'none'})"
 
 
@@ -547,14 +683,20 @@ def none() -> AttentionMask:
 
 
 def causal(*, align: str = "top_left") -> AttentionMask:
-    """Each query sees keys at or before its position (see the module docstring)."""
+    """Each query sees keys at or before its position (see the module docstring).
+
+    Example:
+        >>> causal(align="bottom_right").render(1, 1, 2, 4)[0, 0].int()
+        tensor([[1, 1, 1, 0],
+                [1, 1, 1, 1]], dtype=torch.int32)
+    """
     return AttentionMask(causal=True, align=align)
 
 
 def sliding_window(window: int, *, causal: bool = True, align: str = "top_left") -> AttentionMask:
     """Each query sees the ``window`` most recent keys including itself (causal), or keys
     within distance ``window - 1`` on both sides (``causal=False``)."""
-    return AttentionMask(causal=causal, window=window, align=align)
+    return AttentionMask(causal=require_bool("causal", causal), window=window, align=align)
 
 
 def key_padding(
@@ -634,6 +776,80 @@ def as_mask(mask: AttentionMask | torch.Tensor | None) -> AttentionMask:
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_positional(causal: object, window: object, align: object) -> None:
+    require_bool("causal", causal)
+    if align not in ALIGNS:
+        raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
+    if window is not None:
+        _checks.require_positive_int("window", window)  # the one window rule
+
+
+def _positional_allowed(
+    kp: torch.Tensor, qp: torch.Tensor, causal: bool, window: int | None
+) -> torch.Tensor:
+    """Which keys at positions ``kp`` the queries at ``qp`` may see (broadcast shapes)."""
+    out = kp <= qp if causal else None
+    if window is not None:
+        near = kp > qp - window
+        if not causal:
+            near = near & (kp < qp + window)
+        out = near if out is None else out & near
+    assert out is not None
+    return out
+
+
+def _query_rows(t: torch.Tensor, q0: int, q1: int) -> torch.Tensor:
+    """Rows ``[q0, q1)`` of a dense part ``(B|1, H|1, Tq|1, Tk)``; a part broadcast over the
+    queries (``Tq = 1``) serves every row as it is."""
+    return t if t.shape[-2] == 1 else t[..., q0:q1, :]
+
+
+def _not_a_mask(other: object) -> str:
+    if isinstance(other, torch.Tensor):
+        hint = (
+            f"wrap the tensor (shape {shape(other)}, dtype {other.dtype}) as masks.dense(t) "
+            "(bool: True = may attend; float: added to the scores)"
+        )
+    elif other is None:
+        hint = "None is no mask: leave it out, or use masks.none()"
+    else:
+        hint = "build one with masks.causal, sliding_window, key_padding, dense or bias"
+    return (
+        "an AttentionMask combines with & only with another AttentionMask, got "
+        f"{type(other).__name__}: {hint}"
+    )
+
+
+def _check_sizes(**sizes: object) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def _check_block(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (a block size), got {value!r}")
+
+
+def _check_additive(t: torch.Tensor, given: tuple[int, ...] | None) -> None:
+    """An additive mask holds 0 (keep), -inf (remove) or finite biases; NaN and +inf are bugs.
+    Skipped while compiling (a data-dependent check would break the graph): there a NaN bias
+    propagates to the output like any NaN input."""
+    if torch.compiler.is_compiling() or t.numel() == 0:
+        return
+    with torch.no_grad():
+        bad = ~(t < torch.inf)  # NaN and +inf (NaN compares False)
+        if not bool(bad.any()):
+            return
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        n = int(bad.sum())
+    raise ValueError(
+        f"mask (float) of shape {given or shape(t)} holds {n} NaN or +inf value(s), the first "
+        f"{t[first].item()} at index {first} of its (B|1, H|1, Tq, Tk) form; an additive mask "
+        "takes 0 to keep a score, -inf to remove it and finite values to bias it"
+    )
+
+
 def _same_device(name: str, t: torch.Tensor, device: torch.device) -> None:
     if t.device != device:
         raise ValueError(f"{name} is on device {t.device} but the query is on {device}")
@@ -661,6 +877,13 @@ def _min_opt(a: int | None, b: int | None) -> int | None:
 
 def _first(a, b):
     return a if a is not None else b
+
+
+def _add_float(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Float parts add in at least float32: summing half-precision masks in their own dtype
+    would round once per part, where one rounding (at render time) is what torch does."""
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    return a.to(dtype) + b.to(dtype)
 
 
 def _combine(a, b, op):

@@ -97,3 +97,29 @@ def test_no_grad_path_equals_autograd_path():
         a, _ = attention(q, k, v, mask=masks.causal(), backend="blockwise")
     b, _ = attention(q, k, v, mask=masks.causal(), backend="blockwise")
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("name", "value"), [("block_q", 0), ("block_k", 0), ("block_q", -3)])
+def test_block_sizes_must_be_positive(name, value):
+    q, k, v = _qkv(8, requires_grad=False)
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer, got {value}"):
+        blockwise.forward(
+            q, k, v, mask=masks.causal(), scale=1.0, dropout_p=0.0, need_weights=False,
+            **{name: value},
+        )  # fmt: skip
+
+
+def test_dense_mask_broadcast_over_queries_past_the_first_block():
+    """A (B, 1, 1, Tk) dense mask serves every query block (it used to be sliced along its
+    broadcast query dim, which crashed from the second block on)."""
+    q, k, v = _qkv(300, b=2, requires_grad=False)
+    allowed = torch.rand(2, 1, 1, 300) > 0.5
+    out, _ = attention(q, k, v, mask=allowed, backend="blockwise")
+    exp, _ = ref.attention(q, k, v, allowed=allowed)
+    assert ref.max_err(out, exp) < 1e-5
+
+
+def test_no_queries():
+    q, k, v = torch.randn(1, 2, 0, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
+    out, _ = attention(q, k, v, mask=masks.causal(), backend="blockwise")
+    assert out.shape == (1, 2, 0, 8)

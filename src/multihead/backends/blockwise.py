@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from multihead import _checks
 from multihead.backends import Backend, Request
 from multihead.backends.math import compute_dtype
 from multihead.masks import AttentionMask
@@ -36,7 +37,7 @@ def choose_blocks(
     batch: int, heads: int, q_len: int, k_len: int, window: int | None
 ) -> tuple[int, int]:
     """Query and key block sizes for a problem size."""
-    block_q = min(q_len, MAX_BLOCK_Q)
+    block_q = max(1, min(q_len, MAX_BLOCK_Q))
     if window is not None:
         # Each query block sees block_q + window - 1 keys; keep the wasted triangle small.
         block_q = min(block_q, max(MIN_BLOCK, window // 2))
@@ -65,33 +66,46 @@ def _mask_tile(
     groups: int,
     edges: list[tuple[int, int]],
     dense: bool,
-) -> bool:
+    shift: int,
+) -> torch.Tensor | None:
     """Apply the mask to the score tile ``s`` ``(B, Hkv, G*tq, tk)`` (keys ``[k0, k1)``) in
-    place; return whether anything may have been masked or biased.
+    place. Returns which query rows the mask lets see some key of the tile: bool
+    broadcastable to ``(B, Hkv, G, tq, 1)``, or None when every row does.
 
     Structural parts (causal, window, lengths) are rendered only on the ``edges`` columns;
     dense parts (padding, dense masks, biases) on the whole tile."""
     b, hkv, _, tk = s.shape
     s5 = s.view(b, hkv, groups, q1 - q0, tk)  # (B, Hkv, G, tq, tk)
     if dense:
-        ranges = [(k0, k1, True)]
+        ranges = [(k0, k1)]
     else:
-        ranges = [(a, e, True) for a, e in edges]
-    touched = False
-    for a, e, structure in ranges:
-        allowed, bias = mask.tile(q_pos, a, e, q0, q1, dtype=s.dtype, structure=structure)
+        ranges = edges
+    # Columns outside the edges are fully visible by the plan, so every row sees a key there.
+    rows_all = sum(e - a for a, e in ranges) < k1 - k0
+    rows: torch.Tensor | None = None
+    for a, e in ranges:
+        allowed, bias = mask.tile(q_pos, a, e, q0, q1, dtype=s.dtype, shift=shift)
         cols = s5[..., a - k0 : e - k0]  # (B, Hkv, G, tq, e - a), a view
+        keep = None  # (B|1, Hq|1, tq, e - a): what the mask keeps (the additive -inf removes)
         if allowed is not None:
             cols.masked_fill_(~_to5(allowed, hkv, groups), -torch.inf)
-            touched = True
+            keep = allowed
         if bias is not None:
             cols.add_(_to5(bias, hkv, groups))
-            touched = True
-    return touched
+            if mask.additive is not None:
+                finite = ~torch.isneginf(bias)
+                keep = finite if keep is None else keep & finite
+        if not rows_all:
+            if keep is None:
+                rows_all = True
+            else:
+                seen = _to5(keep.any(dim=-1, keepdim=True), hkv, groups)  # (.., tq, 1)
+                rows = seen if rows is None else rows | seen
+    return None if rows_all else rows
 
 
 def _to5(t: torch.Tensor, hkv: int, groups: int) -> torch.Tensor:
-    """(B|1, Hq|1, tq, tk) -> broadcastable to (B, Hkv, G, tq, tk)."""
+    """(B|1, Hq|1, tq, tk) -> broadcastable to (B, Hkv, G, tq, tk) (tk may be 1)."""
     b, h, tq, tk = t.shape
     if h == 1:
         return t.view(b, 1, 1, tq, tk)  # (B|1, 1, 1, tq, tk)
@@ -119,6 +133,7 @@ def _forward(
     out5 = out_mem.view(b, tq_all, hkv, g, dv).permute(0, 2, 3, 1, 4)  # (B, Hkv, G, Tq, Dv)
     lse = torch.full((b, hkv, g, tq_all), -torch.inf, dtype=cdt, device=q.device)
     q_pos = mask.query_pos(tq_all, tk_all, q.device)  # (1|B, Tq)
+    shift = mask.align_shift(tq_all, tk_all)
     for blk in mask.plan_blocks(tq_all, tk_all, block_q):
         chunks = blk.chunks(block_k)
         if not chunks:
@@ -128,19 +143,23 @@ def _forward(
         qb = (q5[:, :, :, q0:q1].to(cdt) * scale).reshape(b, hkv, g * tq, d)  # (B,Hkv,G*tq,D)
         # Running row max m, sum l and unnormalized output acc. A row that has seen only
         # masked keys has m = -inf; m_safe replaces it by 0 so exp() never sees inf - inf.
+        # `seen`: the rows the mask lets see some key so far (None = all of them); a row
+        # that is not seen is empty (output 0), while a seen row whose scores all came out
+        # -inf from non-finite inputs gets 0 / 0 = NaN, as on the other backends.
         m = l = acc = m_safe = None
-        m_may_be_inf = False
+        seen: torch.Tensor | None = q.new_zeros((), dtype=torch.bool)
         for k0, k1, edges in chunks:
             kb = k[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, D)
             vb = v[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, Dv)
             s = torch.matmul(qb, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
-            masked = bool(edges or dense) and _mask_tile(
-                s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense
-            )
+            rows = None
+            if edges or dense:
+                rows = _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense, shift)
+            if seen is not None:
+                seen = None if rows is None else seen | rows
             m_blk = s.amax(dim=-1, keepdim=True)  # (B, Hkv, G*tq, 1)
             m_new = m_blk if m is None else torch.maximum(m, m_blk)
-            m_may_be_inf = masked and (m is None or m_may_be_inf)
-            m_safe = m_new.masked_fill(torch.isneginf(m_new), 0.0) if m_may_be_inf else m_new
+            m_safe = m_new.masked_fill(torch.isneginf(m_new), 0.0)
             p = s.sub_(m_safe).exp_()  # exp(-inf) = 0 for masked scores
             if m is None:
                 l = p.sum(dim=-1, keepdim=True)
@@ -151,8 +170,13 @@ def _forward(
                 acc = torch.addcmul(torch.matmul(p, vb), acc, alpha)
             m = m_new
         assert l is not None and acc is not None and m_safe is not None
-        empty = l == 0
-        out_b = acc.div_(l.masked_fill(empty, 1.0))  # (B, Hkv, G*tq, Dv)
+        empty = l == 0  # (B, Hkv, G*tq, 1)
+        out_b = acc.div_(l)  # (B, Hkv, G*tq, Dv); a seen row with l = 0 is 0 / 0 = NaN
+        if seen is not None:
+            # Rows the mask lets see no key are 0, even if masked-out inputs hold NaN.
+            unseen = ~seen.expand(b, hkv, g, tq, 1).reshape(b, hkv, g * tq, 1)  # (B,Hkv,G*tq,1)
+            out_b.masked_fill_(unseen, 0.0)
+            empty = empty | unseen
         out5[:, :, :, q0:q1] = out_b.view(b, hkv, g, tq, dv)  # (B, Hkv, G, tq, Dv)
         lse_b = (m_safe + torch.log(l)).masked_fill_(empty, -torch.inf)  # (B, Hkv, G*tq, 1)
         lse[:, :, :, q0:q1] = lse_b.view(b, hkv, g, tq)
@@ -190,6 +214,7 @@ def _backward(
     dk = torch.zeros(b, hkv, tk_all, d, dtype=cdt, device=q.device)  # (B, Hkv, Tk, D)
     dvv = torch.zeros(b, hkv, tk_all, dv, dtype=cdt, device=q.device)  # (B, Hkv, Tk, Dv)
     q_pos = mask.query_pos(tq_all, tk_all, q.device)  # (1|B, Tq)
+    shift = mask.align_shift(tq_all, tk_all)
     for blk in mask.plan_blocks(tq_all, tk_all, block_q):
         chunks = blk.chunks(block_k)
         if not chunks:
@@ -206,7 +231,7 @@ def _backward(
             vb = v[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, Dv)
             s = torch.matmul(qs, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
             if edges or dense:
-                _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense)
+                _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense, shift)
             p = s.sub_(lse_b).exp_()  # recomputed probabilities (B, Hkv, G*tq, tk)
             dvv[:, :, k0:k1] += torch.matmul(p.transpose(-1, -2), dob)  # (B, Hkv, tk, Dv)
             dp = torch.matmul(dob, vb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
@@ -254,8 +279,11 @@ def forward(
         raise ValueError(_DROPOUT)
     b, hq, tq, _ = q.shape
     tk = k.shape[2]
-    bq, bk = choose_blocks(b, hq, tq, tk, mask.window)
-    bq, bk = block_q or bq, block_k or bk
+    bq, bk = choose_blocks(b, hq, tq, tk, mask.tightest_window)
+    if block_q is not None:
+        bq = _checks.require_positive_int("block_q", block_q)
+    if block_k is not None:
+        bk = _checks.require_positive_int("block_k", block_k)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return _BlockwiseAttention.apply(q, k, v, mask, scale, bq, bk), None
     out, _ = _forward(q, k, v, mask, scale, bq, bk)

@@ -4,7 +4,8 @@ Causal masks that are exactly top-left aligned go in as ``is_causal=True`` (the 
 the masked half); every other mask is rendered dense, O(Tq * Tk) memory. GQA uses
 ``enable_gqa`` where torch has it. Fully masked rows give zeros: recent torch does so itself;
 where a probe shows it does not (older releases give NaN), those rows are patched with finite
-gradients.
+gradients. NaN and Inf inputs propagate as on the other backends (torch's kernels return 0 for
+some of them, which is undone here).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from multihead.backends import Backend, Request
+from multihead.backends.math import compute_dtype
 from multihead.masks import AttentionMask
 
 
@@ -69,15 +71,21 @@ def forward(
     elif mask.is_plain_causal(tq, tk):
         is_causal = True
     else:
-        attn_mask = mask.render(b, hq, tq, tk, dtype=q.dtype, device=q.device)
-    row_ok = None
-    if attn_mask is not None and not ZEROES_EMPTY_ROWS:
+        # Float parts are summed in float32 and rounded to q's dtype once, as torch would.
+        attn_mask = mask.render(b, hq, tq, tk, dtype=compute_dtype(q.dtype), device=q.device)
+        if attn_mask is not None and attn_mask.is_floating_point():
+            attn_mask = attn_mask.to(q.dtype)
+    row_ok = None  # (B|1, H|1, Tq, 1): rows the mask lets see some key
+    if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             row_ok = attn_mask.any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
-            attn_mask = attn_mask | ~row_ok
         else:
-            row_ok = (attn_mask > -torch.inf).any(dim=-1, keepdim=True)
-            attn_mask = attn_mask.masked_fill(~row_ok, 0.0)
+            row_ok = (attn_mask > -torch.inf).any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
+        if not ZEROES_EMPTY_ROWS:
+            if attn_mask.dtype == torch.bool:
+                attn_mask = attn_mask | ~row_ok
+            else:
+                attn_mask = attn_mask.masked_fill(~row_ok, 0.0)
     kwargs = {}
     if hq != hkv:
         if HAS_ENABLE_GQA:
@@ -96,8 +104,37 @@ def forward(
         **kwargs,
     )
     if row_ok is not None:
-        out = out * row_ok
-    return out, None
+        # Rows with no allowed key are 0, even when masked-out inputs hold NaN (torch adds the
+        # mask to the scores, and NaN + -inf is NaN).
+        out = out.masked_fill(~row_ok, 0.0)
+    return _propagate_non_finite(out, q, k, row_ok), None
+
+
+def _propagate_non_finite(
+    out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, row_ok: torch.Tensor | None
+) -> torch.Tensor:
+    """NaN where a NaN or Inf input should make the output NaN but torch's kernels gave 0.
+
+    The kernels treat a row whose scores are all NaN or ``-inf`` as a row with no allowed key
+    and return 0 for it (their fully-masked-row rule), which hides a NaN/Inf query, or keys that
+    made every allowed score ``-inf``: a training divergence would pass unseen. Here only rows
+    with no allowed key *by the mask* are 0, as on the other backends: a row of a non-finite
+    query is NaN, and a row that came out exactly 0 while some key of its head is non-finite is
+    NaN too (a finite exact 0 there would need the values to cancel exactly). Tensor operations
+    only, no data-dependent branch, so compiled graphs stay whole; it reads q and k once more
+    (O(T * D)), small beside the attention except when decoding one query against a long cache.
+    """
+    b, hq, hkv = q.shape[0], q.shape[1], k.shape[1]
+    # A sum is NaN/Inf when a term is (and, accumulated in at least float32, finite inputs of
+    # any sane size never overflow it): one read of q and k, no temporary of their size.
+    acc = torch.promote_types(q.dtype, torch.float32)
+    q_bad = ~torch.isfinite(q.sum(dim=-1, keepdim=True, dtype=acc))  # (B, Hq, Tq, 1)
+    k_bad = ~torch.isfinite(k.sum(dim=(-2, -1), dtype=acc))  # (B, Hkv)
+    k_bad = k_bad.view(b, hkv, 1).expand(b, hkv, hq // hkv).reshape(b, hq, 1, 1)  # (B,Hq,1,1)
+    nan_rows = q_bad | (k_bad & (out == 0).all(dim=-1, keepdim=True))  # (B, Hq, Tq, 1)
+    if row_ok is not None:
+        nan_rows = nan_rows & row_ok
+    return out.masked_fill(nan_rows, torch.nan)
 
 
 def _unsupported(request: Request) -> str | None:
