@@ -109,3 +109,33 @@ def test_corpus_too_small_for_seq_len():
         corpus.split("test")
     with pytest.raises(ValueError, match="val_fraction"):
         ByteCorpus(b"x", val_fraction=0.9)
+
+
+def test_batch_sizes_and_lengths_must_be_positive():
+    corpus = ByteCorpus(b"abcdefgh" * 50, val_fraction=0.1)
+    g = torch.Generator()
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        corpus.batch("train", batch_size=0, seq_len=8, generator=g)
+    with pytest.raises(ValueError, match="seq_len must be an integer >= 1, got 0"):
+        corpus.batch("train", batch_size=2, seq_len=0, generator=g)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        next(corpus.windows("val", batch_size=0, seq_len=4))
+    with pytest.raises(ValueError, match="max_tokens must be an integer >= 1, got 0"):
+        next(corpus.windows("val", batch_size=1, seq_len=4, max_tokens=0))
+
+
+def test_a_binary_file_is_named_binary_with_the_reason(tmp_path):
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(b"PK\3\4" + bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=r"model.bin' is binary, not text: a NUL byte at offset 4"):
+        ByteCorpus.from_paths(blob)
+    noise = tmp_path / "noise.dat"  # no NUL, but mostly not UTF-8
+    noise.write_bytes(bytes(range(128, 256)) * 8)
+    with pytest.raises(ValueError, match=r"noise.dat' is binary.*% of its first .* UTF-8"):
+        ByteCorpus.from_paths(noise)
+    # A folder of nothing but binary files says so, rather than "empty".
+    with pytest.raises(ValueError, match=r"no text: all 2 file\(s\) are binary \(e.g. .*model.bin"):
+        ByteCorpus.from_paths(tmp_path)
+    latin1 = tmp_path / "latin1.txt"  # a little invalid UTF-8 in text is still text
+    latin1.write_bytes("Grüße aus Köln, sagte der Bär. ".encode("latin-1") * 20)
+    assert len(ByteCorpus.from_paths(latin1, val_fraction=0.5).train) > 0

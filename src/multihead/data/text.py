@@ -26,8 +26,14 @@ from pathlib import Path
 
 import torch
 
+from multihead import _checks
+
 SPLITS = ("train", "val")
+# A file is binary when the first _BINARY_PROBE bytes hold a NUL byte (the rule git and grep
+# use) or when more than _BINARY_INVALID of them are not UTF-8 (random or compressed bytes: about
+# half of them; text in a legacy 8-bit encoding such as Latin-1: a few percent).
 _BINARY_PROBE = 8192
+_BINARY_INVALID = 0.3
 
 
 def stdlib_sources() -> list[Path]:
@@ -52,6 +58,29 @@ def _read(path: Path) -> bytes:
         raise ValueError(
             f"corpus file {str(path)!r} is unreadable: {err.strerror or err}"
         ) from None
+
+
+def binary_reason(data: bytes) -> str | None:
+    """Why ``data`` (a file's contents) is binary rather than text, or None if it is text.
+
+    >>> binary_reason(b"def f():\\n    pass\\n") is None
+    True
+    >>> binary_reason(b"GIF89a\\x01\\x00")
+    'a NUL byte at offset 7'
+    """
+    probe = data[:_BINARY_PROBE]
+    nul = probe.find(b"\0")
+    if nul >= 0:
+        return f"a NUL byte at offset {nul}"
+    # Bytes that do not survive a UTF-8 round trip (a multi-byte character cut at the probe's
+    # end costs at most 3).
+    invalid = len(probe) - len(probe.decode("utf-8", errors="ignore").encode("utf-8"))
+    if probe and invalid / len(probe) > _BINARY_INVALID:
+        return (
+            f"{100 * invalid / len(probe):.0f}% of its first {len(probe)} bytes are not valid "
+            f"UTF-8 (text has at most {100 * _BINARY_INVALID:.0f}%)"
+        )
+    return None
 
 
 class ByteCorpus:
@@ -88,12 +117,14 @@ class ByteCorpus:
     def from_paths(
         cls, paths: Sequence[str | os.PathLike] | str | os.PathLike | None = None, **kwargs
     ) -> ByteCorpus:
-        """Read files and folders (recursively, sorted; binary files are skipped). None reads
-        the standard-library sources.
+        """Read files and folders (recursively, sorted). None reads the standard-library
+        sources. Binary files (:func:`binary_reason`) found in folders are skipped; a binary
+        file named directly is an error.
 
         Raises:
             FileNotFoundError: a path does not exist (named).
-            ValueError: a file is unreadable, or the corpus is empty.
+            ValueError: a file is unreadable, a file named directly is binary, or no text was
+                found (the corpus is empty, or every file is binary).
         """
         if paths is None:
             files = stdlib_sources()
@@ -101,21 +132,41 @@ class ByteCorpus:
         else:
             if isinstance(paths, (str, os.PathLike)):
                 paths = [paths]
-            files = []
+            files, named = [], set()
             for p in map(Path, paths):
                 if not p.exists():
                     raise FileNotFoundError(f"corpus path {str(p)!r} does not exist")
-                files += _files_under(p) if p.is_dir() else [p]
+                if p.is_dir():
+                    files += _files_under(p)
+                else:
+                    files.append(p)
+                    named.add(p)
             source = ", ".join(map(str, paths))
-        chunks = []
+        chunks, binary = [], []
         for f in files:
             data = _read(f)
-            if b"\0" in data[:_BINARY_PROBE]:
-                continue  # binary, not text
-            chunks.append(data)
+            reason = binary_reason(data)
+            if reason is None:
+                chunks.append(data)
+            elif f in named:
+                raise ValueError(
+                    f"corpus file {str(f)!r} is binary, not text: {reason}; give text files "
+                    "(folders may contain binary files: they are skipped)"
+                )
+            else:
+                binary.append((f, reason))
         data = b"".join(chunks)
+        if not data and binary:
+            f, reason = binary[0]
+            raise ValueError(
+                f"corpus {source} has no text: all {len(files)} file(s) are binary (e.g. "
+                f"{str(f)!r}: {reason})"
+                if len(binary) == len(files)
+                else f"corpus {source} has no text: {len(binary)} of its {len(files)} file(s) "
+                f"are binary (e.g. {str(f)!r}: {reason}) and the others are empty"
+            )
         if not data:
-            raise ValueError(f"corpus {source} is empty: no readable text in {len(files)} file(s)")
+            raise ValueError(f"corpus {source} is empty: its {len(files)} file(s) hold no bytes")
         return cls(data, source=source, **kwargs)
 
     def split(self, name: str) -> torch.Tensor:
@@ -127,6 +178,8 @@ class ByteCorpus:
         self, split: str, *, batch_size: int, seq_len: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: inputs x ``(B, T)`` and next-byte targets y ``(B, T)``, int64."""
+        _checks.require_int("batch_size", batch_size, minimum=1)
+        _checks.require_int("seq_len", seq_len, minimum=1)
         data = self.split(split)
         if len(data) < seq_len + 1:
             raise ValueError(
@@ -148,6 +201,10 @@ class ByteCorpus:
         (always the same ones), so a capped evaluation is not biased towards the split's
         first files.
         """
+        _checks.require_int("batch_size", batch_size, minimum=1)
+        _checks.require_int("seq_len", seq_len, minimum=1)
+        if max_tokens is not None:
+            _checks.require_int("max_tokens", max_tokens, minimum=1)
         data = self.split(split)
         total = (len(data) - 1) // seq_len
         chosen = torch.arange(total)
