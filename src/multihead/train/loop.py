@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from multihead import _checks
+from multihead.checkpoint import prepare_output_dir
 from multihead.data import IGNORE
 from multihead.models import DecoderConfig, DecoderLM
 from multihead.optim import make_optimizer
@@ -88,6 +90,7 @@ def train(
     out: str | os.PathLike,
     resume: str | os.PathLike | None = None,
     progress: bool = True,
+    allow_finished: bool = False,
 ) -> dict[str, Any]:
     """Train a :class:`~multihead.models.DecoderLM`; checkpoints and ``log.jsonl`` go to
     ``out``.
@@ -99,12 +102,22 @@ def train(
         resume: a checkpoint directory (or step directory) to continue from; the loss
             sequence after resuming equals the uninterrupted run's. Its configs must match.
         progress: show a tqdm bar (main process only).
+        allow_finished: when the checkpoint resumed from is already at ``config.steps`` (or
+            past it), return without training (and without touching the log) instead of
+            raising ValueError.
 
     Returns:
         ``{"losses": [...], "evals": [...], "checkpoint": path, "tokens_per_s": float}``
         for the steps run in this call.
     """
-    run = start_run(model_config, config, out=Path(out), resume=resume, progress=progress)
+    run = start_run(
+        model_config,
+        config,
+        out=Path(out),
+        resume=resume,
+        progress=progress,
+        allow_finished=allow_finished,
+    )
     try:
         for step in range(run.start, config.steps):
             loss, lr, skipped = train_step(run, step)
@@ -145,11 +158,16 @@ def start_run(
     out: Path,
     resume: str | os.PathLike | None,
     progress: bool,
+    allow_finished: bool = False,
 ) -> Run:
     """The model (initialised identically in every process, or restored from ``resume``),
     its optimizer, the data, the log and the progress bar."""
     _check(model_config, config)
+    _checks.require_bool("progress", progress)
+    _checks.require_bool("allow_finished", allow_finished)
     world = setup_world(config.device)
+    if world.main:  # a bad output path fails now, not at the first checkpoint
+        prepare_output_dir(out)
     if config.batch_size % (world.size * config.grad_accum):
         raise ValueError(
             f"batch_size={config.batch_size} must be divisible by world size x grad_accum = "
@@ -168,6 +186,14 @@ def start_run(
     start = 0
     if resume is not None:
         start = state.restore(resume, model, optimizer, config, world)
+        if start >= config.steps and not allow_finished:
+            where = "already" if start == config.steps else "past"
+            raise ValueError(
+                f"the checkpoint {str(resume)!r} is at step {start}, {where} steps="
+                f"{config.steps}: nothing to train. Give more steps to continue (multihead "
+                f"train --resume DIR --steps N with N > {start}), or allow_finished=True "
+                "(--allow-finished) to accept a finished run"
+            )
     else:
         torch.manual_seed(config.seed * 7919 + world.rank)  # dropout differs across processes
     forward: nn.Module = torch.compile(model) if config.compile else model
@@ -175,9 +201,12 @@ def start_run(
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[world.device.index] if world.device.type == "cuda" else None
         )
-    log = RunLog(out, main=world.main, resume_step=start if resume is not None else None)
+    finished = start >= config.steps
+    # A finished run trains nothing and leaves its log alone.
+    resume_step = start if resume is not None else None
+    log = RunLog(out, main=world.main and not finished, resume_step=resume_step)
     bar = None
-    if progress and world.main:
+    if progress and world.main and not finished:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True)
