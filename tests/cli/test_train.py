@@ -50,7 +50,7 @@ def test_resuming_a_finished_run_says_so_and_keeps_the_log(run, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--steps", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "is at step 4, past steps=2: nothing to train" in err and "--allow-finished" in err
+    assert "is at step 4, past steps=2, nothing to train" in err and "--allow-finished" in err
     argv = ["train", "--resume", str(run), "--steps", "4", "--quiet", "--allow-finished"]
     assert main(argv) == 0
     assert "nothing to train" in capsys.readouterr().err

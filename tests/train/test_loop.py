@@ -233,9 +233,11 @@ def test_resuming_a_finished_run_is_an_error_unless_allowed(tmp_path):
     log = (tmp_path / "log.jsonl").read_bytes()
     assert log
     fewer = TrainConfig(**{**cfg.to_dict(), "steps": 2})
-    with pytest.raises(ValueError, match=r"at step 4, past steps=2: nothing to train"):
+    with pytest.raises(ValueError, match=r"at step 4, past steps=2, nothing to train"):
         train(model, fewer, out=tmp_path, resume=tmp_path, progress=False)
-    with pytest.raises(ValueError, match=r"at step 4, already steps=4: nothing to train"):
+    with pytest.raises(
+        ValueError, match=r"at step 4: the run already has its steps=4, nothing to train"
+    ):
         train(model, cfg, out=tmp_path, resume=tmp_path, progress=False)
     done = train(model, fewer, out=tmp_path, resume=tmp_path, progress=False, allow_finished=True)
     assert done["losses"] == [] and done["evals"] == [] and done["checkpoint"] is None

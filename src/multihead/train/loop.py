@@ -166,8 +166,9 @@ def start_run(
     _checks.require_bool("progress", progress)
     _checks.require_bool("allow_finished", allow_finished)
     world = setup_world(config.device)
-    if world.main:  # a bad output path fails now, not at the first checkpoint
-        prepare_output_dir(out)
+    # A bad output path fails now, not at the first checkpoint, and in every process alike
+    # (one failing alone would leave the others waiting in a collective).
+    prepare_output_dir(out)
     if config.batch_size % (world.size * config.grad_accum):
         raise ValueError(
             f"batch_size={config.batch_size} must be divisible by world size x grad_accum = "
@@ -187,12 +188,16 @@ def start_run(
     if resume is not None:
         start = state.restore(resume, model, optimizer, config, world)
         if start >= config.steps and not allow_finished:
-            where = "already" if start == config.steps else "past"
+            where = (
+                f": the run already has its steps={config.steps}"
+                if start == config.steps
+                else f", past steps={config.steps}"
+            )
             raise ValueError(
-                f"the checkpoint {str(resume)!r} is at step {start}, {where} steps="
-                f"{config.steps}: nothing to train. Give more steps to continue (multihead "
-                f"train --resume DIR --steps N with N > {start}), or allow_finished=True "
-                "(--allow-finished) to accept a finished run"
+                f"the checkpoint {str(resume)!r} is at step {start}{where}, nothing to "
+                f"train. Give more steps to continue (multihead train --resume DIR --steps N "
+                f"with N > {start}), or allow_finished=True (--allow-finished) to accept a "
+                "finished run"
             )
     else:
         torch.manual_seed(config.seed * 7919 + world.rank)  # dropout differs across processes
