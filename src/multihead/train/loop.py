@@ -108,7 +108,15 @@ def train(
 
     Returns:
         ``{"losses": [...], "evals": [...], "checkpoint": path, "tokens_per_s": float}``
-        for the steps run in this call.
+        for the steps run in this call (a step skipped for its non-finite loss counts, with
+        that loss); nothing when ``allow_finished`` let a finished run return.
+
+    Raises:
+        NonFiniteError: a step's loss or gradient norm is not finite (beyond
+            ``config.skip_nonfinite`` such steps), or the weights are; the message names the
+            step and the last good checkpoint.
+        ValueError: bad configs, data or output directory; a resume into different configs
+            or from a checkpoint already at ``config.steps``.
     """
     run = start_run(
         model_config,
