@@ -42,7 +42,7 @@ def test_resume_into_a_different_config_is_a_clear_error(tmp_path, corpus, capsy
     out = tmp_path / "run"
     main(["train", *TINY, "--steps", "2", "--out", str(out), "--data", corpus])
     assert main(["train", "--resume", str(out), "--num-layers", "3", "--quiet"]) == 2
-    assert "num_layers: 2 != 3" in capsys.readouterr().err
+    assert "--num-layers 3 (the checkpoint has 2)" in capsys.readouterr().err
 
 
 def test_synthetic_task_prompt_is_token_ids(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Byte corpora: default standard-library corpus, deterministic split, batches, bad input."""
 
+import gzip
 import os
 import sys
 
@@ -109,3 +110,34 @@ def test_corpus_too_small_for_seq_len():
         corpus.split("test")
     with pytest.raises(ValueError, match="val_fraction"):
         ByteCorpus(b"x", val_fraction=0.9)
+
+
+def test_batch_sizes_and_lengths_must_be_positive():
+    corpus = ByteCorpus(b"abcdefgh" * 50, val_fraction=0.1)
+    g = torch.Generator()
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        corpus.batch("train", batch_size=0, seq_len=8, generator=g)
+    with pytest.raises(ValueError, match="seq_len must be an integer >= 1, got 0"):
+        corpus.batch("train", batch_size=2, seq_len=0, generator=g)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        next(corpus.windows("val", batch_size=0, seq_len=4))
+    with pytest.raises(ValueError, match="max_tokens must be an integer >= 1, got 0"):
+        next(corpus.windows("val", batch_size=1, seq_len=4, max_tokens=0))
+
+
+def test_a_binary_file_is_named_binary_with_the_reason(tmp_path):
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(b"PK\3\4" + bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=r"model.bin' is binary, not text: a NUL byte at offset 4"):
+        ByteCorpus.from_paths(blob)
+    zipped = tmp_path / "notes.gz"
+    zipped.write_bytes(gzip.compress(b"some text " * 1000))
+    with pytest.raises(ValueError, match=r"notes.gz' is binary, not text: a NUL byte at offset"):
+        ByteCorpus.from_paths(zipped)
+    # A folder of nothing but binary files says so, rather than "empty".
+    with pytest.raises(ValueError, match=r"no text: all 2 file\(s\) are binary \(e.g. .*model.bin"):
+        ByteCorpus.from_paths(tmp_path)
+    # Text in a legacy encoding is not UTF-8 but is text, for a byte-level model too.
+    koi8 = tmp_path / "koi8.txt"
+    koi8.write_bytes("Привет, мир. ".encode("koi8-r") * 20)
+    assert len(ByteCorpus.from_paths(koi8, val_fraction=0.5).train) > 0

@@ -40,8 +40,14 @@ def test_scores_match_a_direct_computation():
 def test_nothing_scored_and_records():
     x = torch.zeros(1, 3, dtype=torch.long)
     y = torch.full((1, 3), IGNORE)
-    s = score_batches(lambda t: torch.zeros(*t.shape, 4), [(x, y)])
-    assert s == Scores(0.0, 0, 0) and s.loss == 0.0
+    with pytest.raises(ValueError, match="scored no tokens: every target is IGNORE in 1 batch"):
+        score_batches(lambda t: torch.zeros(*t.shape, 4), [(x, y)])
+    with pytest.raises(ValueError, match="scored no tokens: there were no batches"):
+        score_batches(lambda t: torch.zeros(*t.shape, 4), [])
+    with pytest.raises(ValueError, match="no tokens were scored"):
+        _ = Scores(0.0, 0, 0).loss
+    with pytest.raises(ValueError, match="no tokens were scored"):
+        eval_record(1, Scores(0.0, 0, 0), "copy")
     scores = Scores(nll=6 * math.log(2), tokens=6, correct=3)
     text = eval_record(10, scores, "text")
     assert text == {

@@ -224,3 +224,33 @@ def test_time_limit_counts_training_time_only(tmp_path, monkeypatch):
     assert len(result["losses"]) == 12
     last = [r for r in map(json.loads, (tmp_path / "log.jsonl").open()) if r["type"] == "train"]
     assert last[-1]["elapsed_s"] < 0.5
+
+
+def test_resuming_a_finished_run_is_an_error_unless_allowed(tmp_path):
+    cfg = TrainConfig(task="copy", steps=4, batch_size=4, seq_len=9, eval_every=2, eval_tokens=64)
+    model = DecoderConfig(vocab_size=10, max_seq_len=16, d_model=16, num_layers=1, num_heads=2)
+    train(model, cfg, out=tmp_path, progress=False)
+    log = (tmp_path / "log.jsonl").read_bytes()
+    assert log
+    fewer = TrainConfig(**{**cfg.to_dict(), "steps": 2})
+    with pytest.raises(ValueError, match=r"at step 4, past steps=2, nothing to train"):
+        train(model, fewer, out=tmp_path, resume=tmp_path, progress=False)
+    with pytest.raises(
+        ValueError, match=r"at step 4: the run already has its steps=4, nothing to train"
+    ):
+        train(model, cfg, out=tmp_path, resume=tmp_path, progress=False)
+    done = train(model, fewer, out=tmp_path, resume=tmp_path, progress=False, allow_finished=True)
+    assert done["losses"] == [] and done["evals"] == [] and done["checkpoint"] is None
+    assert (tmp_path / "log.jsonl").read_bytes() == log  # never wiped, never truncated
+    assert load_checkpoint(tmp_path).step == 4
+
+
+def test_an_output_path_that_is_a_file_fails_before_training(tmp_path, monkeypatch):
+    from multihead.checkpoint import CheckpointError
+    from multihead.train import loop
+
+    monkeypatch.setattr(loop, "TrainData", None)  # reached only after the output is checked
+    (tmp_path / "notes").write_text("x")
+    cfg = TrainConfig(task="copy", steps=1, batch_size=4, seq_len=9)
+    with pytest.raises(CheckpointError, match="is an existing file, not a directory"):
+        train(MODEL, cfg, out=tmp_path / "notes", progress=False)

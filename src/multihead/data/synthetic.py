@@ -21,8 +21,14 @@ from __future__ import annotations
 
 import torch
 
+from multihead import _checks
+
 IGNORE = -100
 TASKS = ("induction", "copy", "reverse")
+# The shortest input length T at which a task scores a token. Induction repeats n = (T+1)//2 + 1
+# tokens and scores T - n of them: T = 4 is the first length with one (a0 a1 a2 a0 -> a1).
+# Copy and reverse score n = T // 2 tokens after the separator: one at T = 3 (a SEP -> a).
+_MIN_SEQ_LEN = {"induction": 4, "copy": 3, "reverse": 3}
 
 
 class SyntheticTask:
@@ -39,12 +45,30 @@ class SyntheticTask:
             raise ValueError(f"task must be one of {TASKS}, got {name!r}")
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 3:
             raise ValueError(f"vocab_size must be an integer >= 3, got {vocab_size!r}")
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 3:
-            raise ValueError(f"seq_len must be an integer >= 3, got {seq_len!r}")
         self.name = name
+        self._check_length(seq_len)
         self.vocab_size = vocab_size
         self.seq_len = seq_len
         self.sep = vocab_size - 1
+
+    @staticmethod
+    def min_seq_len(name: str) -> int:
+        """The shortest sequence length at which task ``name`` has a target to score.
+
+        >>> SyntheticTask.min_seq_len("induction"), SyntheticTask.min_seq_len("copy")
+        (4, 3)
+        """
+        _checks.require_choice("task", name, TASKS)
+        return _MIN_SEQ_LEN[name]
+
+    def _check_length(self, seq_len: object) -> None:
+        _checks.require_int("seq_len", seq_len, minimum=1)
+        least = _MIN_SEQ_LEN[self.name]
+        if seq_len < least:
+            raise ValueError(
+                f"task {self.name!r} with seq_len={seq_len} has nothing to score (every target "
+                f"is IGNORE); it needs seq_len at least {least}"
+            )
 
     def batch(
         self, split: str, *, batch_size: int, generator: torch.Generator, seq_len: int | None = None
@@ -52,7 +76,9 @@ class SyntheticTask:
         """``(x, y)``, each ``(B, T)``; ``split`` is accepted for symmetry with text corpora
         (train and validation batches differ by the generator's seed only)."""
         del split
+        _checks.require_int("batch_size", batch_size, minimum=1)
         t = self.seq_len if seq_len is None else seq_len
+        self._check_length(t)
         if self.name == "induction":
             n = (t + 1) // 2 + 1  # two copies give at least T + 1 tokens
             a = torch.randint(0, self.vocab_size, (batch_size, n), generator=generator)

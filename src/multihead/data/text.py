@@ -26,7 +26,14 @@ from pathlib import Path
 
 import torch
 
+from multihead import _checks
+
 SPLITS = ("train", "val")
+# A file is binary when its first _BINARY_PROBE bytes hold a NUL byte: the rule of git and GNU
+# grep. Text never contains NUL, while compressed data, images, executables and tensors almost
+# always do within a few KiB. Invalid UTF-8 alone is not binary: text in a legacy encoding (the
+# standard library's own test/encoded_modules/module_koi8_r.py is mostly such bytes) is text to
+# a byte-level model.
 _BINARY_PROBE = 8192
 
 
@@ -52,6 +59,18 @@ def _read(path: Path) -> bytes:
         raise ValueError(
             f"corpus file {str(path)!r} is unreadable: {err.strerror or err}"
         ) from None
+
+
+def binary_reason(data: bytes) -> str | None:
+    """Why ``data`` (a file's contents) is binary rather than text, or None if it is text.
+
+    >>> binary_reason(b"def f():\\n    pass\\n") is None
+    True
+    >>> binary_reason(b"GIF89a\\x01\\x00")
+    'a NUL byte at offset 7 (text has none)'
+    """
+    nul = data.find(b"\0", 0, _BINARY_PROBE)
+    return None if nul < 0 else f"a NUL byte at offset {nul} (text has none)"
 
 
 class ByteCorpus:
@@ -88,13 +107,16 @@ class ByteCorpus:
     def from_paths(
         cls, paths: Sequence[str | os.PathLike] | str | os.PathLike | None = None, **kwargs
     ) -> ByteCorpus:
-        """Read files and folders (recursively, sorted; binary files are skipped). None reads
-        the standard-library sources.
+        """Read files and folders (recursively, sorted). None reads the standard-library
+        sources. Binary files (:func:`binary_reason`) found in folders are skipped; a binary
+        file named directly is an error.
 
         Raises:
             FileNotFoundError: a path does not exist (named).
-            ValueError: a file is unreadable, or the corpus is empty.
+            ValueError: a file is unreadable, a file named directly is binary, or no text was
+                found (the corpus is empty, or every file is binary).
         """
+        named: set[Path] = set()  # files given by name rather than found in a folder
         if paths is None:
             files = stdlib_sources()
             source = f"standard library ({sysconfig.get_paths()['stdlib']})"
@@ -105,17 +127,37 @@ class ByteCorpus:
             for p in map(Path, paths):
                 if not p.exists():
                     raise FileNotFoundError(f"corpus path {str(p)!r} does not exist")
-                files += _files_under(p) if p.is_dir() else [p]
+                if p.is_dir():
+                    files += _files_under(p)
+                else:
+                    files.append(p)
+                    named.add(p)
             source = ", ".join(map(str, paths))
-        chunks = []
+        chunks, binary = [], []
         for f in files:
             data = _read(f)
-            if b"\0" in data[:_BINARY_PROBE]:
-                continue  # binary, not text
-            chunks.append(data)
+            reason = binary_reason(data)
+            if reason is None:
+                chunks.append(data)
+            elif f in named:
+                raise ValueError(
+                    f"corpus file {str(f)!r} is binary, not text: {reason}; give text files "
+                    "(folders may contain binary files: they are skipped)"
+                )
+            else:
+                binary.append((f, reason))
         data = b"".join(chunks)
+        if not data and binary:
+            f, reason = binary[0]
+            raise ValueError(
+                f"corpus {source} has no text: all {len(files)} file(s) are binary (e.g. "
+                f"{str(f)!r}: {reason})"
+                if len(binary) == len(files)
+                else f"corpus {source} has no text: {len(binary)} of its {len(files)} file(s) "
+                f"are binary (e.g. {str(f)!r}: {reason}) and the others are empty"
+            )
         if not data:
-            raise ValueError(f"corpus {source} is empty: no readable text in {len(files)} file(s)")
+            raise ValueError(f"corpus {source} is empty: its {len(files)} file(s) hold no bytes")
         return cls(data, source=source, **kwargs)
 
     def split(self, name: str) -> torch.Tensor:
@@ -127,6 +169,8 @@ class ByteCorpus:
         self, split: str, *, batch_size: int, seq_len: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: inputs x ``(B, T)`` and next-byte targets y ``(B, T)``, int64."""
+        _checks.require_int("batch_size", batch_size, minimum=1)
+        _checks.require_int("seq_len", seq_len, minimum=1)
         data = self.split(split)
         if len(data) < seq_len + 1:
             raise ValueError(
@@ -148,6 +192,10 @@ class ByteCorpus:
         (always the same ones), so a capped evaluation is not biased towards the split's
         first files.
         """
+        _checks.require_int("batch_size", batch_size, minimum=1)
+        _checks.require_int("seq_len", seq_len, minimum=1)
+        if max_tokens is not None:
+            _checks.require_int("max_tokens", max_tokens, minimum=1)
         data = self.split(split)
         total = (len(data) - 1) // seq_len
         chosen = torch.arange(total)

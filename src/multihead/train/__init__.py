@@ -21,13 +21,17 @@ Optimizer: AdamW (Loshchilov and Hutter 2019), or Muon on the blocks' matrices w
 the rest (:mod:`multihead.optim`); weight decay on matrices and embeddings only; linear warmup
 then cosine (Loshchilov and Hutter 2017, SGDR) or linear decay to ``min_lr``
 (:mod:`~multihead.train.schedule`); gradient clipping by global norm; optional bf16 autocast.
+A non-finite loss or gradient norm stops the run at that step with :class:`NonFiniteError`
+(or is skipped, within ``skip_nonfinite``), and non-finite weights are never saved
+(:mod:`~multihead.train.nonfinite`).
 
 The parts: :mod:`~multihead.train.config` (:class:`TrainConfig`),
 :mod:`~multihead.train.presets`, :mod:`~multihead.train.world` (processes and collectives),
 :mod:`~multihead.train.data`, :mod:`~multihead.train.evaluate` (next-token scores over
 batches), :mod:`~multihead.train.clock` (training time without evaluation and checkpoint
 pauses, for ``time_limit``), :mod:`~multihead.train.log` (``log.jsonl``),
-:mod:`~multihead.train.state` (checkpoint and resume) and :mod:`~multihead.train.loop`.
+:mod:`~multihead.train.state` (checkpoint and resume), :mod:`~multihead.train.nonfinite`
+(divergence) and :mod:`~multihead.train.loop`.
 
 Example:
     >>> import tempfile
@@ -45,6 +49,7 @@ from multihead.train.config import RESUMABLE_CHANGES, SCHEDULES, TrainConfig
 from multihead.train.evaluate import Scores, score_batches
 from multihead.train.log import LOG
 from multihead.train.loop import train
+from multihead.train.nonfinite import NonFiniteError
 from multihead.train.presets import PRESETS, preset
 from multihead.train.schedule import lr_at
 from multihead.train.state import check_resume_configs
@@ -54,6 +59,7 @@ __all__ = [
     "PRESETS",
     "RESUMABLE_CHANGES",
     "SCHEDULES",
+    "NonFiniteError",
     "Scores",
     "TrainConfig",
     "check_resume_configs",

@@ -15,7 +15,16 @@ SCHEDULES = ("cosine", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 # Train-config fields that may change when resuming without changing what the run computes.
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "eval_every", "eval_tokens", "log_every", "save_every", "compile", "time_limit"}
+    {
+        "steps",
+        "eval_every",
+        "eval_tokens",
+        "log_every",
+        "save_every",
+        "compile",
+        "time_limit",
+        "skip_nonfinite",
+    }
 )
 
 
@@ -55,6 +64,9 @@ class TrainConfig:
             decayed when time runs out; such runs depend on the machine's speed and are not
             bit-reproducible.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        skip_nonfinite: steps with a non-finite loss or gradient norm that may be skipped
+            (no optimizer step) in one call of train; one more stops the run (0 = stop at the
+            first).
     """
 
     task: str = "text"
@@ -82,6 +94,7 @@ class TrainConfig:
     seed: int = 0
     time_limit: float = 0.0
     device: str = "auto"
+    skip_nonfinite: int = 0
 
     def __post_init__(self) -> None:
         _checks.require_choice("task", self.task, ("text", *TASKS))
@@ -92,7 +105,7 @@ class TrainConfig:
         _checks.require_number("val_fraction", self.val_fraction, above=0, maximum=0.5)
         for name in ("steps", "batch_size", "seq_len", "grad_accum", "eval_every", "log_every"):
             _checks.require_int(name, getattr(self, name), minimum=1)
-        for name in ("warmup_steps", "eval_tokens", "save_every", "seed"):
+        for name in ("warmup_steps", "eval_tokens", "save_every", "seed", "skip_nonfinite"):
             _checks.require_int(name, getattr(self, name), minimum=0)
         for name in ("lr", "min_lr", "weight_decay", "grad_clip", "time_limit"):
             _checks.require_number(name, getattr(self, name), minimum=0)

@@ -27,12 +27,18 @@ class Scores:
 
     @property
     def loss(self) -> float:
-        """Mean NLL per scored token (0.0 when nothing was scored)."""
-        return self.nll / max(1, self.tokens)
+        """Mean NLL per scored token; an error when nothing was scored (a mean over zero
+        tokens is undefined, and reporting 0 would look like a perfect model)."""
+        return self.nll / self._scored()
 
     @property
     def accuracy(self) -> float:
-        return self.correct / max(1, self.tokens)
+        return self.correct / self._scored()
+
+    def _scored(self) -> int:
+        if self.tokens <= 0:
+            raise ValueError("no tokens were scored: the mean loss and accuracy are undefined")
+        return self.tokens
 
 
 @torch.no_grad()
@@ -46,6 +52,8 @@ def score_batches(
     """Score ``forward`` (tokens ``(b, T)`` -> logits ``(b, T, V)``) on ``(x, y)`` batches,
     both ``(b, T)``, where ``y`` holds the target of each position or ``IGNORE``.
 
+    Raises ValueError when no token was scored (no batches, or every target ``IGNORE``).
+
     Put the model in eval mode first (:func:`evaluating`): dropout would make scores random.
 
     Example:
@@ -57,7 +65,7 @@ def score_batches(
         >>> s.tokens, round(s.loss, 4) == round(math.log(vocab), 4)
         (3, True)
     """
-    nll, count, correct = 0.0, 0, 0
+    nll, count, correct, seen = 0.0, 0, 0, 0
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         with autocast or contextlib.nullcontext():
@@ -68,6 +76,10 @@ def score_batches(
         scored = targets != IGNORE
         count += int(scored.sum())
         correct += int((flat.argmax(-1) == targets)[scored].sum())
+        seen += 1
+    if count == 0:
+        why = "there were no batches" if not seen else f"every target is IGNORE in {seen} batch(es)"
+        raise ValueError(f"the evaluation scored no tokens: {why}; nothing to report a loss over")
     return Scores(nll, count, correct)
 
 

@@ -8,6 +8,7 @@ steps), b a process's micro-batch, T sequence length, V vocabulary size.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from multihead import _checks
+from multihead.checkpoint import prepare_output_dir
 from multihead.data import IGNORE
 from multihead.models import DecoderConfig, DecoderLM
 from multihead.optim import make_optimizer
-from multihead.train import state
+from multihead.train import nonfinite, state
 from multihead.train.clock import TokenRate, TrainingClock
 from multihead.train.config import TrainConfig
 from multihead.train.data import TrainData
@@ -49,11 +52,21 @@ class Run:
     checkpoint: Path | None = None  # the last one written
     completed: int = 0  # steps done, counting from 0 (not from start)
     saved: int = 0  # the step of the last checkpoint
+    skipped: int = 0  # steps with a non-finite loss or gradient so far
 
     def __post_init__(self) -> None:
         self.completed = self.saved = self.start
         self.clock = TrainingClock()  # training time starts now
         self.rate = TokenRate(self.clock)
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+
+    def last_good(self) -> str:
+        return nonfinite.last_good(self.checkpoint, self.saved, self.start)
+
+    def check_weights(self, step: int) -> None:
+        """NonFiniteError if the weights after step ``step`` (1-based) are not finite."""
+        if not nonfinite.weights_finite(self.model, self.world):
+            raise nonfinite.bad_weights(step, self.config.steps, where=self.last_good())
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(
@@ -77,6 +90,7 @@ def train(
     out: str | os.PathLike,
     resume: str | os.PathLike | None = None,
     progress: bool = True,
+    allow_finished: bool = False,
 ) -> dict[str, Any]:
     """Train a :class:`~multihead.models.DecoderLM`; checkpoints and ``log.jsonl`` go to
     ``out``.
@@ -88,16 +102,34 @@ def train(
         resume: a checkpoint directory (or step directory) to continue from; the loss
             sequence after resuming equals the uninterrupted run's. Its configs must match.
         progress: show a tqdm bar (main process only).
+        allow_finished: when the checkpoint resumed from is already at ``config.steps`` (or
+            past it), return without training (and without touching the log) instead of
+            raising ValueError.
 
     Returns:
         ``{"losses": [...], "evals": [...], "checkpoint": path, "tokens_per_s": float}``
-        for the steps run in this call.
+        for the steps run in this call (a step skipped for its non-finite loss counts, with
+        that loss); nothing when ``allow_finished`` let a finished run return.
+
+    Raises:
+        NonFiniteError: a step's loss or gradient norm is not finite (beyond
+            ``config.skip_nonfinite`` such steps), or the weights are; the message names the
+            step and the last good checkpoint.
+        ValueError: bad configs, data or output directory; a resume into different configs
+            or from a checkpoint already at ``config.steps``.
     """
-    run = start_run(model_config, config, out=Path(out), resume=resume, progress=progress)
+    run = start_run(
+        model_config,
+        config,
+        out=Path(out),
+        resume=resume,
+        progress=progress,
+        allow_finished=allow_finished,
+    )
     try:
         for step in range(run.start, config.steps):
-            loss, lr = train_step(run, step)
-            if after_step(run, step + 1, loss, lr):
+            loss, lr, skipped = train_step(run, step)
+            if after_step(run, step + 1, loss, lr, skipped):
                 break
     except KeyboardInterrupt:
         # Keep the work done so far; --resume continues from here. (One process only: the
@@ -134,11 +166,17 @@ def start_run(
     out: Path,
     resume: str | os.PathLike | None,
     progress: bool,
+    allow_finished: bool = False,
 ) -> Run:
     """The model (initialised identically in every process, or restored from ``resume``),
     its optimizer, the data, the log and the progress bar."""
     _check(model_config, config)
+    _checks.require_bool("progress", progress)
+    _checks.require_bool("allow_finished", allow_finished)
     world = setup_world(config.device)
+    # A bad output path fails now, not at the first checkpoint, and in every process alike
+    # (one failing alone would leave the others waiting in a collective).
+    prepare_output_dir(out)
     if config.batch_size % (world.size * config.grad_accum):
         raise ValueError(
             f"batch_size={config.batch_size} must be divisible by world size x grad_accum = "
@@ -157,6 +195,18 @@ def start_run(
     start = 0
     if resume is not None:
         start = state.restore(resume, model, optimizer, config, world)
+        if start >= config.steps and not allow_finished:
+            where = (
+                f": the run already has its steps={config.steps}"
+                if start == config.steps
+                else f", past steps={config.steps}"
+            )
+            raise ValueError(
+                f"the checkpoint {str(resume)!r} is at step {start}{where}, nothing to "
+                f"train. Give more steps to continue (multihead train --resume DIR --steps N "
+                f"with N > {start}), or allow_finished=True (--allow-finished) to accept a "
+                "finished run"
+            )
     else:
         torch.manual_seed(config.seed * 7919 + world.rank)  # dropout differs across processes
     forward: nn.Module = torch.compile(model) if config.compile else model
@@ -164,9 +214,12 @@ def start_run(
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[world.device.index] if world.device.type == "cuda" else None
         )
-    log = RunLog(out, main=world.main, resume_step=start if resume is not None else None)
+    finished = start >= config.steps
+    # A finished run trains nothing and leaves its log alone.
+    resume_step = start if resume is not None else None
+    log = RunLog(out, main=world.main and not finished, resume_step=resume_step)
     bar = None
-    if progress and world.main:
+    if progress and world.main and not finished:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True)
@@ -174,13 +227,16 @@ def start_run(
     return Run(config, world, out, data, model, forward, optimizer, log, start, bar)
 
 
-def train_step(run: Run, step: int) -> tuple[float, float]:
+def train_step(run: Run, step: int) -> tuple[float, float, bool]:
     """One optimizer step (0-based ``step``) on the step's global batch, split into this
-    process's rows and ``grad_accum`` micro-batches; returns (mean token loss, learning rate).
+    process's rows and ``grad_accum`` micro-batches; returns (mean token loss, learning rate,
+    whether the step was skipped).
 
     The loss of a micro-batch is its summed token loss divided by the number of scored tokens
     in the whole global batch, so gradients add up to the same mean whatever the split into
-    processes and accumulation steps.
+    processes and accumulation steps. A step whose loss or gradient norm is not finite makes
+    no optimizer step: it is skipped within ``skip_nonfinite``, else NonFiniteError stops the
+    run (:mod:`~multihead.train.nonfinite`).
     """
     config, world = run.config, run.world
     lr = lr_at(step, config, run.clock.trained())
@@ -190,6 +246,8 @@ def train_step(run: Run, step: int) -> tuple[float, float]:
         group["lr"] = lr
     x, y = run.data.batch(step)  # (B, T) global
     scored = int((y != IGNORE).sum())  # normalizer over the whole global batch
+    if scored == 0:
+        raise ValueError(f"the batch of step {step + 1} has no scored targets (all IGNORE)")
     local = config.batch_size // world.size
     micro = local // config.grad_accum
     x = x[world.rank * local : (world.rank + 1) * local].to(world.device)  # (B / size, T)
@@ -208,20 +266,41 @@ def train_step(run: Run, step: int) -> tuple[float, float]:
                 reduction="sum",
             )
             # DDP averages gradients over processes; scale back to a global mean.
-            loss = loss_sum * (world.size / max(1, scored))
+            loss = loss_sum * (world.size / scored)
             loss.backward()
         step_loss += loss.detach() / world.size
-    if config.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
+    norm = nonfinite.grad_norm(run.parameters, config.grad_clip)
+    # One collective for both: a NaN in any process makes the mean NaN in every process.
+    both = all_mean(torch.stack((step_loss, norm.to(step_loss))), world)  # (2,)
+    mean_loss, mean_norm = float(both[0] * world.size), float(both[1])
     run.completed = step + 1
-    return float(all_mean(step_loss, world) * world.size), lr
+    if math.isfinite(mean_loss) and math.isfinite(mean_norm):
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        return mean_loss, lr, False
+    run.optimizer.zero_grad(set_to_none=True)
+    run.skipped += 1
+    error = nonfinite.bad_step(
+        step + 1,
+        config.steps,
+        mean_loss,
+        mean_norm,
+        skipped=run.skipped,
+        allowed=config.skip_nonfinite,
+        where=run.last_good(),
+    )
+    run.log.write(
+        nonfinite.record(step + 1, mean_loss, mean_norm, "stopped" if error else "skipped")
+    )
+    if error is not None:
+        raise error
+    return mean_loss, lr, True
 
 
-def after_step(run: Run, done: int, loss: float, lr: float) -> bool:
+def after_step(run: Run, done: int, loss: float, lr: float, skipped: bool = False) -> bool:
     """Record step ``done`` (1-based), log, evaluate and checkpoint when due; return whether
-    the run stops here (the last step, or the time limit reached)."""
+    the run stops here (the last step, or the time limit reached). Weights that are not
+    finite are neither evaluated nor saved: NonFiniteError."""
     config = run.config
     run.losses.append(loss)
     run.rate.add(run.tokens_per_step)
@@ -239,16 +318,21 @@ def after_step(run: Run, done: int, loss: float, lr: float) -> bool:
             {
                 "type": "train",
                 "step": done,
-                "loss": loss,
+                "loss": None if skipped else loss,
                 "lr": lr,
                 "tokens_per_s": tps,
                 "elapsed_s": trained,
             }
         )
         run.rate.restart()
+    due_eval = done % config.eval_every == 0 or last
+    due_save = (config.save_every and done % config.save_every == 0) or last
+    if not (due_eval or due_save):
+        return out_of_time
     with run.clock.pause():  # evaluating and checkpointing is not training time
-        extra = evaluate(run, done) if done % config.eval_every == 0 or last else {}
-        if (config.save_every and done % config.save_every == 0) or last:
+        run.check_weights(done)
+        extra = evaluate(run, done) if due_eval else {}
+        if due_save:
             checkpoint(run, done, extra)
     return out_of_time
 
@@ -270,7 +354,9 @@ def evaluate(run: Run, step: int) -> dict[str, Any]:
 
 
 def checkpoint(run: Run, step: int, meta: dict[str, Any]) -> None:
-    """Save step ``step`` with ``meta`` (the last evaluation's values) in its manifest."""
+    """Save step ``step`` with ``meta`` (the last evaluation's values) in its manifest; never
+    non-finite weights."""
+    run.check_weights(step)
     run.checkpoint = state.save(
         run.out, run.model, run.optimizer, run.config, run.world, step=step, meta=meta
     )

@@ -11,7 +11,13 @@ from typing import Any
 
 import torch
 
-from multihead.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from multihead.checkpoint import (
+    load_checkpoint,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from multihead.models import DecoderConfig, DecoderLM
 from multihead.train.config import RESUMABLE_CHANGES, TrainConfig
 from multihead.train.world import World, barrier, gather
@@ -47,8 +53,15 @@ def restore(
     world: World,
 ) -> int:
     """Load the checkpoint ``resume`` into ``model`` and ``optimizer`` and this process's RNG;
-    return its step. Its configs must match (:func:`check_resume_configs`)."""
-    ckpt = load_checkpoint(resume, kind=DecoderConfig.kind)
+    return its step. Its configs must match (:func:`check_resume_configs`).
+
+    Every file read is checked against the checkpoint's SHA-256 manifest first, and process 0
+    removes what killed saves left in the checkpoint's directory (saves into ``out`` do that
+    too, but a run resumed elsewhere never saves into it).
+    """
+    if world.main:
+        remove_stale_temporaries(resume)
+    ckpt = load_checkpoint(resume, kind=DecoderConfig.kind, verify=True)
     check_resume_configs(ckpt.config["model"], ckpt.config["train"], model.config, config)
     ckpt.load_into(model)
     state = ckpt.training_state()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from multihead.cli.helptext import DefaultsFormatter, escape, field_docs
 from multihead_apps.agent.env import EnvConfig
 from multihead_apps.agent.evaluate import evaluate, format_report
 from multihead_apps.agent.policy import TradingPolicy
@@ -43,30 +44,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
 
     d = ReinforceConfig()
-    tr = sub.add_parser("train", help="train a policy and save a checkpoint")
+    doc = {k: escape(v.removesuffix(".")) for k, v in field_docs(ReinforceConfig).items()}
+    env_doc = {k: escape(v.removesuffix(".")) for k, v in field_docs(EnvConfig).items()}
+    tr = sub.add_parser(
+        "train", help="train a policy and save a checkpoint", formatter_class=DefaultsFormatter
+    )
     tr.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
-    tr.add_argument("--iterations", type=int, default=d.iterations)
-    tr.add_argument("--envs", type=int, default=d.num_envs, help="episodes per iteration")
-    tr.add_argument("--horizon", type=int, default=None, help="steps per episode (env)")
-    tr.add_argument("--lr", type=float, default=d.lr)
-    tr.add_argument("--gamma", type=float, default=d.gamma)
-    tr.add_argument("--entropy-coef", type=float, default=d.entropy_coef)
-    tr.add_argument("--hidden", type=_widths, default=d.hidden, help="trunk widths, e.g. 64,64")
-    tr.add_argument("--seed", type=int, default=d.seed)
+    tr.add_argument("--iterations", type=int, default=d.iterations, help=doc["iterations"])
+    tr.add_argument("--envs", type=int, default=d.num_envs, help=doc["num_envs"])
+    tr.add_argument("--horizon", type=int, default=EnvConfig().horizon, help=env_doc["horizon"])
+    tr.add_argument("--lr", type=float, default=d.lr, help=doc["lr"])
+    tr.add_argument("--gamma", type=float, default=d.gamma, help=doc["gamma"])
+    tr.add_argument("--entropy-coef", type=float, default=d.entropy_coef, help=doc["entropy_coef"])
+    tr.add_argument(
+        "--hidden",
+        type=_widths,
+        default=d.hidden,
+        metavar="W,W,...",
+        help=f"{doc['hidden']}, comma-separated (default: {','.join(map(str, d.hidden))})",
+    )
+    tr.add_argument("--seed", type=int, default=d.seed, help=doc["seed"])
     tr.add_argument("--save-every", type=int, default=100, help="iterations between saves")
-    tr.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    tr.add_argument("--threads", type=int, default=1, help="torch threads")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tr.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="compare a checkpoint with random and buy-and-hold")
+    ev = sub.add_parser(
+        "eval",
+        help="compare a checkpoint with random and buy-and-hold",
+        formatter_class=DefaultsFormatter,
+    )
     ev.add_argument("--checkpoint", required=True, type=Path, help="directory from train")
     ev.add_argument("--episodes", type=int, default=200, help="held-out episodes")
-    ev.add_argument("--seed-start", type=int, default=None, help="first held-out seed")
+    ev.add_argument(
+        "--seed-start",
+        type=int,
+        default=None,
+        help=f"first held-out seed (default: {EVAL_SEED_START}, past every training seed)",
+    )
     ev.add_argument(
         "--sample", action="store_true", help="sample actions instead of each head's mode"
     )
     ev.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
-    ev.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ev.add_argument("--threads", type=int, default=1, help="torch threads")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=_eval)
 
