@@ -25,12 +25,117 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from multihead import _checks
+
+ROPE_SCALINGS = ("linear", "llama3")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """How RoPE's frequencies are stretched for contexts longer than the training length.
+
+    Attributes:
+        kind: ``"linear"`` or ``"llama3"``.
+        factor: the context extension factor s (>= 1).
+        low_freq_factor, high_freq_factor, original_max_len: ``"llama3"`` only (defaults 1,
+            4 and 8192, Llama 3.1's values); ``"linear"`` takes none of them.
+
+    With ``omega_i = base ** (-2i / R)`` the frequency of pair ``i``:
+
+    - ``"linear"`` (position interpolation; Chen et al. 2023, "Extending context window of
+      large language models via positional interpolation"): ``omega_i / s`` for every pair,
+      i.e. position ``p`` is rotated as ``p / s`` was.
+    - ``"llama3"`` (Llama 3.1, Dubey et al. 2024): with wavelength ``lambda_i = 2 pi /
+      omega_i``, ``L = original_max_len``, ``lo = L / low_freq_factor`` and ``hi = L /
+      high_freq_factor``: pairs with ``lambda_i < hi`` (high frequencies, which see many
+      periods within L) keep ``omega_i``; pairs with ``lambda_i > lo`` get ``omega_i / s``;
+      in between, with ``a = (L / lambda_i - low_freq_factor) / (high_freq_factor -
+      low_freq_factor)``, ``(1 - a) * omega_i / s + a * omega_i``.
+
+    Example:
+        >>> import torch
+        >>> RopeScaling("linear", 4.0).apply(torch.tensor([1.0, 0.5]))
+        tensor([0.2500, 0.1250])
+        >>> s = RopeScaling("llama3", 8.0, original_max_len=64)
+        >>> s.low_freq_factor, s.high_freq_factor
+        (1.0, 4.0)
+        >>> s.apply(torch.tensor([1.0, 0.2, 0.05]))          # kept, smoothed, divided by 8
+        tensor([1.0000, 0.0855, 0.0063])
+    """
+
+    kind: str
+    factor: float
+    low_freq_factor: float | None = None
+    high_freq_factor: float | None = None
+    original_max_len: int | None = None
+
+    def __post_init__(self) -> None:
+        _checks.require_choice("rope_scaling kind", self.kind, ROPE_SCALINGS)
+        object.__setattr__(
+            self, "factor", _checks.require_number("rope_scaling factor", self.factor, minimum=1)
+        )
+        extra = ("low_freq_factor", "high_freq_factor", "original_max_len")
+        if self.kind == "linear":
+            given = [n for n in extra if getattr(self, n) is not None]
+            if given:
+                raise ValueError(f"rope_scaling kind 'linear' takes only factor, got {given}")
+            return
+        defaults = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_len": 8192}
+        for name, default in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        low = _checks.require_number("rope_scaling low_freq_factor", self.low_freq_factor, above=0)
+        high = _checks.require_number(
+            "rope_scaling high_freq_factor", self.high_freq_factor, above=low
+        )
+        object.__setattr__(self, "low_freq_factor", low)
+        object.__setattr__(self, "high_freq_factor", high)
+        _checks.require_int("rope_scaling original_max_len", self.original_max_len, minimum=1)
+
+    @classmethod
+    def build(cls, value: RopeScaling | Mapping[str, Any] | None) -> RopeScaling | None:
+        """``value`` as a RopeScaling: itself, one built from a dict of its fields (as
+        ``to_dict`` writes it), or None."""
+        if value is None or isinstance(value, RopeScaling):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"rope_scaling must be None, a RopeScaling or a dict of its fields, got "
+                f"{type(value).__name__}"
+            )
+        names = ("kind", "factor", "low_freq_factor", "high_freq_factor", "original_max_len")
+        unknown = sorted(set(value) - set(names))
+        if unknown or "kind" not in value or "factor" not in value:
+            raise ValueError(
+                f"rope_scaling {dict(value)} must have 'kind' and 'factor' and only fields of "
+                f"{names}"
+            )
+        return cls(**value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that apply to this kind (what :meth:`build` reads back)."""
+        names = ("kind", "factor", "low_freq_factor", "high_freq_factor", "original_max_len")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def apply(self, inv_freq: torch.Tensor) -> torch.Tensor:
+        """The scaled frequencies ``(R/2,)``, in inv_freq's dtype (float32 for RoPE)."""
+        if self.kind == "linear":
+            return inv_freq / self.factor
+        length = float(self.original_max_len)
+        low, high = self.low_freq_factor, self.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > length / low, inv_freq / self.factor, inv_freq)
+        smooth = (length / wavelen - low) / (high - low)
+        blended = (1 - smooth) * scaled / self.factor + smooth * scaled
+        medium = (wavelen >= length / high) & (wavelen <= length / low)
+        return torch.where(medium, blended, scaled)
 
 
 class RotaryEmbedding(nn.Module):
@@ -48,6 +153,13 @@ class RotaryEmbedding(nn.Module):
             ``i + R/2`` ("half-split", the GPT-NeoX / HF-Llama layout); True pairs ``2i`` with
             ``2i + 1`` (the paper's and GPT-J's / Meta-Llama's layout). Real checkpoints use
             both, so a converter picks the one its weights were trained with.
+        scaling: a :class:`RopeScaling` stretching the frequencies for long contexts
+            (``"linear"`` or ``"llama3"``), or None.
+
+    The frequencies ``1 / base ** (2i / R)`` are computed in float32, the way the reference
+    implementations (Meta's Llama, transformers) compute them, so a pretrained model rotates by
+    exactly the frequencies it was trained with: a one-ulp difference in a frequency grows to
+    about 1e-2 rad of angle by position 1e5.
 
     Call: ``rope(x, positions)`` with x ``(B, H, T, D)`` and positions ``(T,)`` or ``(B, T)``
     (int); returns the same shape and dtype as x. The angles are computed in float32 from the
@@ -70,6 +182,7 @@ class RotaryEmbedding(nn.Module):
         base: float = 10000.0,
         rotary_dim: int | None = None,
         interleaved: bool = False,
+        scaling: RopeScaling | None = None,
     ) -> None:
         super().__init__()
         _checks.require_positive_int("head_dim", head_dim)
@@ -88,9 +201,15 @@ class RotaryEmbedding(nn.Module):
         self.rotary_dim = rotary_dim
         self.base = float(base)
         self.interleaved = bool(interleaved)
-        inv_freq = self.base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+        if scaling is not None and not isinstance(scaling, RopeScaling):
+            raise TypeError(f"scaling must be a RopeScaling or None, got {type(scaling).__name__}")
+        self.scaling = scaling
+        exponents = torch.arange(0, rotary_dim, 2, dtype=torch.float32) / rotary_dim
+        inv_freq = 1.0 / self.base**exponents  # (R/2,) float32, as the reference code has it
+        if scaling is not None:
+            inv_freq = scaling.apply(inv_freq)
         # Not persistent: a function of the config, so checkpoints do not carry it.
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)  # (R/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (R/2,)
 
     def angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin ``(1 | B, 1, T, R/2)`` in float32 for positions ``(T,)`` or ``(B, T)``."""
@@ -125,9 +244,10 @@ class RotaryEmbedding(nn.Module):
         return out if r == self.head_dim else torch.cat((out, rest), dim=-1)  # (B, H, T, D)
 
     def extra_repr(self) -> str:
+        scaling = "" if self.scaling is None else f", scaling={self.scaling}"
         return (
             f"head_dim={self.head_dim}, rotary_dim={self.rotary_dim}, base={self.base}, "
-            f"interleaved={self.interleaved}"
+            f"interleaved={self.interleaved}{scaling}"
         )
 
 

@@ -11,7 +11,7 @@ import unicodedata
 import pytest
 
 from multihead.convert import load_tokenizer, minilm_path
-from multihead.convert import minilm as minilm_module
+from multihead.convert import packaged as minilm_module
 from multihead.data import english
 
 needs_minilm = pytest.mark.skipif(

@@ -49,3 +49,26 @@ def test_each_layer_gets_its_own_heads():
     assert (pruned.attn.num_heads, pruned.attn.num_kv_heads) == (2, 1)
     assert pruned.attn.head_dim == cfg.head_size == 8  # pruning never changes head_dim
     assert pruned.attn.in_proj.weight.shape == (2 * 8 + 2 * 8, 32)
+
+
+def test_post_norm_block_is_norm_after_each_residual_sum():
+    cfg = DecoderConfig(d_model=32, num_heads=4, position="none", norm_placement="post")
+    b, x = block(cfg), torch.randn(2, 6, 32)
+    got, _ = b(x, mask=masks.causal())
+    a, _ = b.attn(x, is_causal=True)  # post-norm: attention reads the raw residual stream
+    h = b.norm1(x + a)
+    want = b.norm2(h + b.ffn.down(torch.nn.functional.gelu(b.ffn.up(h))))
+    torch.testing.assert_close(got, want)
+
+
+def test_separate_attention_and_feed_forward_biases():
+    cfg = DecoderConfig(
+        d_model=32, num_heads=4, position="none", bias=False, qkv_bias=True, mlp_bias=True
+    )
+    b = block(cfg)
+    assert b.attn.in_proj.bias is not None and b.attn.out_proj.bias is None
+    assert b.ffn.up.bias is not None and b.ffn.down.bias is not None
+    assert b.norm1.bias is None  # LayerNorm's shift follows `bias`
+    b = block(DecoderConfig(d_model=32, num_heads=4, position="none", out_bias=False))
+    assert b.attn.in_proj.bias is not None and b.attn.out_proj.bias is None
+    assert b.ffn.up.bias is not None

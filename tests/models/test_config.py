@@ -178,3 +178,71 @@ def test_pruned_configs_round_trip_through_json():
 def test_fields_use_the_shared_checks(kwargs, error, message):
     with pytest.raises(error, match=message):
         DecoderConfig(**kwargs)
+
+
+def test_pretrained_architecture_fields_round_trip_and_are_omitted_at_their_defaults():
+    cfg = EncoderConfig(
+        norm_placement="post",
+        embedding_norm=True,
+        type_vocab_size=2,
+        qkv_bias=True,
+        out_bias=False,
+        mlp_bias=False,
+        pooling="pooler",
+        position="rope",
+        rope_scaling={"kind": "llama3", "factor": 8.0, "original_max_len": 64},
+    )
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert data["rope_scaling"] == {
+        "kind": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_len": 64,
+    }
+    assert EncoderConfig.from_dict(data) == cfg
+    assert (cfg.has_qkv_bias, cfg.has_out_bias, cfg.has_mlp_bias) == (True, False, False)
+    defaults = EncoderConfig().to_dict()
+    for name in (
+        "norm_placement",
+        "embedding_norm",
+        "type_vocab_size",
+        "qkv_bias",
+        "out_bias",
+        "mlp_bias",
+        "rope_scaling",
+    ):
+        assert name not in defaults
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"norm_placement": "sandwich"}, ValueError, r"norm_placement must be one of \('pre'"),
+        ({"type_vocab_size": -1}, ValueError, "type_vocab_size must be an integer >= 0"),
+        ({"qkv_bias": 1}, TypeError, "qkv_bias must be a bool"),
+        ({"embedding_norm": None}, TypeError, "embedding_norm must be a bool"),
+        ({"rope_scaling": {"kind": "yarn", "factor": 2.0}}, ValueError, "kind must be one of"),
+        ({"rope_scaling": {"kind": "linear", "factor": 0.5}}, ValueError, "factor must be"),
+        (
+            {"rope_scaling": {"kind": "linear", "factor": 2, "original_max_len": 8}},
+            ValueError,
+            "'linear' takes only factor",
+        ),
+        ({"rope_scaling": {"factor": 2.0}}, ValueError, "must have 'kind' and 'factor'"),
+        ({"rope_scaling": 2.0}, TypeError, "rope_scaling must be None, a RopeScaling"),
+        (
+            {"rope_scaling": {"kind": "linear", "factor": 2.0}, "position": "alibi"},
+            ValueError,
+            "rope_scaling is set but position='alibi'",
+        ),
+        (
+            {"rope_scaling": {"kind": "llama3", "factor": 8.0, "low_freq_factor": 4.0}},
+            ValueError,
+            "high_freq_factor must be a finite number > 4",
+        ),
+    ],
+)
+def test_pretrained_architecture_fields_are_validated(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        DecoderConfig(**kwargs)

@@ -64,3 +64,32 @@ def test_embeddings_add_learned_positions_and_only_those():
     expected = learned.tokens(tokens) + learned.absolute.embedding(pos)
     torch.testing.assert_close(learned(tokens, pos), expected)
     torch.testing.assert_close(rope(tokens, pos), rope.tokens(tokens))  # RoPE lives in attention
+
+
+def test_token_types_and_embedding_norm_in_bert_order():
+    cfg = EncoderConfig(
+        vocab_size=10,
+        d_model=8,
+        num_heads=2,
+        position="learned",
+        type_vocab_size=2,
+        embedding_norm=True,
+    )
+    embed = Embeddings(cfg)
+    tokens, types = torch.tensor([[1, 2, 3]]), torch.tensor([[0, 1, 1]])
+    got = embed(tokens, torch.arange(3), types)
+    word = embed.tokens.weight[tokens]
+    pos = embed.absolute.embedding.weight[:3]
+    want = embed.norm(word + embed.types.weight[types] + pos)  # (word + type) + position
+    torch.testing.assert_close(got, want)
+    # No token types given = type 0 everywhere.
+    torch.testing.assert_close(
+        embed(tokens, torch.arange(3)), embed(tokens, torch.arange(3), torch.zeros_like(types))
+    )
+    assert isinstance(embed.norm, torch.nn.LayerNorm)
+
+
+def test_token_types_on_a_model_without_them_are_refused():
+    embed = Embeddings(DecoderConfig(vocab_size=10, d_model=8))
+    with pytest.raises(ValueError, match=r"no token types \(type_vocab_size=0\)"):
+        embed(torch.tensor([[1]]), torch.arange(1), torch.tensor([[0]]))

@@ -55,3 +55,26 @@ def test_a_pruned_encoder_equals_the_head_masked_full_encoder():
     want_h, want_p = full(x, lengths=lengths, head_mask=removed_mask(pruned.config))
     torch.testing.assert_close(got_h, want_h, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(got_p, want_p, atol=1e-10, rtol=1e-10)
+
+
+def test_a_bert_layout_encoder_pools_with_tanh_of_its_pooler_and_takes_token_types():
+    enc = build(
+        position="learned",
+        norm_placement="post",
+        embedding_norm=True,
+        type_vocab_size=2,
+        pooling="pooler",
+    )
+    assert isinstance(enc.norm, torch.nn.Identity)  # post-norm blocks end normalized
+    tokens = torch.randint(0, 30, (2, 5))
+    types = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]])
+    hidden, pooled = enc(tokens, lengths=torch.tensor([5, 4]), token_types=types)
+    torch.testing.assert_close(pooled, torch.tanh(enc.pooler(hidden[:, 0])))
+    other, _ = enc(tokens, lengths=torch.tensor([5, 4]))
+    assert not torch.allclose(hidden, other)  # the types reach the hidden states
+    with pytest.raises(ValueError, match=r"token_types has shape \(2, 4\) but tokens have"):
+        enc(tokens, token_types=types[:, :4])
+    with pytest.raises(ValueError, match="token_types has token id 2 outside"):
+        enc(tokens, token_types=types + 1)
+    with pytest.raises(ValueError, match="no token types"):
+        build()(tokens, token_types=types)

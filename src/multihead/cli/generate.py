@@ -1,8 +1,13 @@
-"""``multihead generate``: continue a prompt with a trained DecoderLM, streaming the output.
+"""``multihead generate``: continue a prompt with a DecoderLM, streaming the output.
+
+``--checkpoint`` is a directory written by ``multihead train`` or a Hugging Face-format one
+(Llama, SmolLM, Mistral, Qwen2: config.json, model.safetensors and tokenizer.json); both are
+read by :func:`multihead.convert.load_model`.
 
 Example::
 
     multihead generate --checkpoint runs/small --prompt "def main(" --max-new-tokens 200
+    multihead generate --checkpoint ~/models/SmolLM-135M --prompt "The capital of France is"
 
 Every argument is checked (against the checkpoint's vocabulary too) before anything is
 written, so an error never follows a half-written output.
@@ -18,9 +23,9 @@ import sys
 import torch
 
 from multihead import _checks
-from multihead.checkpoint import load_checkpoint
 from multihead.cli.helptext import DefaultsFormatter, escape, field_docs
-from multihead.models import DecoderConfig, DecoderLM
+from multihead.convert import ByteTokenizer, load_model
+from multihead.models import DecoderLM
 from multihead.models.generation import Sampling
 
 # The command's flag for each Sampling field, to name it in errors.
@@ -36,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "generate",
         help="generate text from a checkpoint",
-        description="Stream a continuation of --prompt. Text models read and write bytes "
-        "(shown as UTF-8); synthetic-task models read and write space-separated token ids.",
+        description="Stream a continuation of --prompt. Byte-level text models read and write "
+        "bytes (shown as UTF-8); Hugging Face checkpoints use their tokenizer.json; "
+        "synthetic-task models read and write space-separated token ids.",
         formatter_class=DefaultsFormatter,
     )
     docs = {name: escape(text.removesuffix(".")) for name, text in field_docs(Sampling).items()}
@@ -45,13 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint",
         required=True,
         metavar="DIR",
-        help="directory written by multihead train (its newest step), or a step directory",
+        help="directory written by multihead train (its newest step), a step directory, or a "
+        "Hugging Face-format directory (config.json, model.safetensors, tokenizer.json)",
     )
     p.add_argument(
         "--prompt",
         required=True,
-        help="text to continue: its bytes as given (UTF-8; bytes that are not valid UTF-8 are "
-        "kept as they are); for a synthetic-task model, space-separated token ids",
+        help="text to continue: for a byte-level model its bytes as given (UTF-8; bytes that "
+        "are not valid UTF-8 are kept as they are); for a Hugging Face checkpoint, encoded by "
+        "its tokenizer.json; for a synthetic-task model, space-separated token ids",
     )
     p.add_argument(
         "--max-new-tokens",
@@ -70,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="ID",
-        help=f"{docs['stop_tokens']}; a token id, repeat the flag for several",
+        help=f"{docs['stop_tokens']}; a token id, repeat the flag for several (a tokenizer's "
+        "end-of-sequence token always stops)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the sampling")
     p.add_argument(
@@ -82,9 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _prompt(args: argparse.Namespace, text: bool, task: str) -> list[int]:
-    """The prompt's token ids (its bytes, for a text model)."""
-    if text:
+def _prompt(args: argparse.Namespace, tokenizer) -> list[int]:
+    """The prompt's token ids: its bytes for a byte-level model, its tokenizer's ids for a
+    Hugging Face checkpoint, or the ids given for a synthetic-task model (no tokenizer)."""
+    if isinstance(tokenizer, ByteTokenizer):
         # Arguments reach Python decoded as UTF-8 with undecodable bytes as surrogate escapes
         # (PEP 383): encoding back the same way recovers exactly the bytes that were given,
         # and the model is byte-level, so every byte sequence is a valid prompt.
@@ -96,17 +106,18 @@ def _prompt(args: argparse.Namespace, text: bool, task: str) -> list[int]:
                 f"position {err.start}): give text or bytes"
             ) from None
         return list(data)
+    if tokenizer is not None:
+        return tokenizer.encode([args.prompt]).ids[0].tolist()
     try:
-        ids = [int(tok) for tok in args.prompt.split()]
+        return [int(tok) for tok in args.prompt.split()]
     except ValueError:
         raise ValueError(
-            f"this checkpoint was trained on task {task!r}: --prompt must be space-separated "
-            f"token ids, got {args.prompt!r}"
+            "this checkpoint has no tokenizer (a synthetic-task model): --prompt must be "
+            f"space-separated token ids, got {args.prompt!r}"
         ) from None
-    return ids
 
 
-def _sampling(args: argparse.Namespace, vocab: int) -> Sampling:
+def _sampling(args: argparse.Namespace, vocab: int, eos: int | None) -> Sampling:
     try:
         sampling = Sampling(
             temperature=args.temperature,
@@ -123,15 +134,58 @@ def _sampling(args: argparse.Namespace, vocab: int) -> Sampling:
             f"--stop {bad[0]} is outside this checkpoint's vocabulary: token ids are in "
             f"[0, {vocab})"
         )
+    if eos is not None and eos < vocab and eos not in sampling.stop_tokens:
+        sampling = Sampling(
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            stop_tokens=(*sampling.stop_tokens, eos),
+        )
     return sampling
+
+
+class _Printer:
+    """Writes generated tokens as they come: bytes through an incremental UTF-8 decoder,
+    word pieces by decoding the whole continuation and printing what is new (a piece's text
+    can depend on the pieces around it), token ids as numbers."""
+
+    def __init__(self, tokenizer, out) -> None:
+        self.tokenizer, self.out = tokenizer, out
+        self.ids: list[int] = []
+        self.shown = ""
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, tok: int) -> None:
+        if self.tokenizer is None:
+            self.out.write(f" {tok}")
+        elif isinstance(self.tokenizer, ByteTokenizer):
+            self.out.write(self.utf8.decode(bytes([tok])))
+        else:
+            self.ids.append(tok)
+            text = self.tokenizer.decode(self.ids)
+            if not text.endswith("\ufffd"):  # an unfinished multi-byte character waits
+                self.out.write(text[len(self.shown) :] if text.startswith(self.shown) else "")
+                self.shown = text
+        self.out.flush()
+
+    def finish(self) -> None:
+        if isinstance(self.tokenizer, ByteTokenizer):
+            self.out.write(self.utf8.decode(b"", final=True))
+        elif self.tokenizer is not None:
+            text = self.tokenizer.decode(self.ids)
+            self.out.write(text[len(self.shown) :] if text.startswith(self.shown) else "")
+        self.out.write("\n")
 
 
 def run(args: argparse.Namespace) -> int:
     _checks.require_int("--max-new-tokens", args.max_new_tokens, minimum=0)
-    model = DecoderLM.from_checkpoint(args.checkpoint)
-    task = load_checkpoint(args.checkpoint, kind=DecoderConfig.kind).meta.get("task", "text")
-    text = task == "text"
-    prompt = _prompt(args, text, task)
+    model, tokenizer = load_model(args.checkpoint)
+    if not isinstance(model, DecoderLM):
+        raise ValueError(
+            f"--checkpoint {args.checkpoint!r} holds a {type(model).__name__}; generate needs a "
+            "decoder language model"
+        )
+    prompt = _prompt(args, tokenizer)
     vocab = model.config.vocab_size
     if not prompt:
         raise ValueError("--prompt is empty")
@@ -141,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     stream = model.stream(
         [prompt],
         max_new_tokens=args.max_new_tokens,
-        sampling=_sampling(args, vocab),
+        sampling=_sampling(args, vocab, getattr(tokenizer, "eos", None)),
         use_cache=not args.no_cache,
         generator=torch.Generator().manual_seed(args.seed),
     )
@@ -149,15 +203,15 @@ def run(args: argparse.Namespace) -> int:
     # take its first token before writing anything.
     first = next(stream, None)
     out = sys.stdout
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    out.write(decoder.decode(bytes(prompt)) if text else " ".join(map(str, prompt)))
+    printer = _Printer(tokenizer, out)
+    if isinstance(tokenizer, ByteTokenizer):
+        out.write(printer.utf8.decode(bytes(prompt)))
+    else:
+        out.write(args.prompt if tokenizer is not None else " ".join(map(str, prompt)))
     for step in itertools.chain(() if first is None else (first,), stream):
         tok = int(step[0])
         if tok < 0:
             break
-        out.write(decoder.decode(bytes([tok])) if text else f" {tok}")
-        out.flush()
-    if text:
-        out.write(decoder.decode(b"", final=True))
-    out.write("\n")
+        printer.add(tok)
+    printer.finish()
     return 0

@@ -142,7 +142,10 @@ def _configure(
 
 def _preset_configs(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     m, t = preset(name)
-    return m.to_dict(), t.to_dict()
+    # to_dict() leaves out fields at their defaults (so old files stay readable); help shows
+    # every field's value.
+    full = {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
+    return {**full, **m.to_dict()}, t.to_dict()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,9 +1,11 @@
-"""The pre-norm transformer block: ``x + attn(norm(x))``, then ``x + ffn(norm(x))``.
+"""The transformer block: pre-norm ``x + attn(norm(x))``, then ``x + ffn(norm(x))``; or
+post-norm ``norm(x + attn(x))``, then ``norm(x + ffn(x))``.
 
 Legend: B batch, T sequence length, E model width, H_l the block's query heads.
 
 Pre-norm (Xiong et al. 2020, "On layer normalization in the Transformer architecture") keeps the
-residual stream un-normalized, which trains stably without a long warmup.
+residual stream un-normalized, which trains stably without a long warmup. Post-norm is the
+original Transformer's (Vaswani et al. 2017) and BERT's layout, there for pretrained models.
 
 Example:
     >>> import torch
@@ -52,7 +54,8 @@ def make_attention(
         heads.num_q,
         num_kv_heads=heads.num_kv,
         head_dim=config.head_size,
-        bias=config.bias,
+        bias=config.has_qkv_bias,
+        out_bias=config.has_out_bias,
         dropout=config.attn_dropout,
         backend=config.backend,
         rotary=rotary,
@@ -62,7 +65,8 @@ def make_attention(
 
 
 class TransformerBlock(nn.Module):
-    """One pre-norm block: self-attention and feed-forward, each with a residual connection.
+    """One block: self-attention and feed-forward, each with a residual connection, the norms
+    before them (``config.norm_placement="pre"``) or after each residual sum (``"post"``).
 
     Args:
         config: sizes and options (see :class:`~multihead.models.config.TransformerConfig`).
@@ -84,6 +88,7 @@ class TransformerBlock(nn.Module):
         rotary: PositionalRotation | None = None,
     ) -> None:
         super().__init__()
+        self.post_norm = config.norm_placement == "post"
         self.norm1 = make_norm(config)
         self.attn = make_attention(config, layer, rotary=rotary)
         self.norm2 = make_norm(config)
@@ -91,7 +96,7 @@ class TransformerBlock(nn.Module):
             dim=config.d_model,
             hidden_dim=config.ffn_size,
             activation=config.activation,
-            bias=config.bias,
+            bias=config.has_mlp_bias,
             dropout=config.dropout,
         )
         self.dropout = nn.Dropout(config.dropout)
@@ -107,12 +112,15 @@ class TransformerBlock(nn.Module):
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         a, weights = self.attn(
-            self.norm1(x),
+            x if self.post_norm else self.norm1(x),
             mask=mask,
             positions=positions,
             cache=cache,
             head_mask=head_mask,
             need_weights=need_weights,
         )
+        if self.post_norm:
+            x = self.norm1(x + self.dropout(a))
+            return self.norm2(x + self.ffn(x)), weights  # (B, T, E), (B, H_l, T, Tk) | None
         x = x + self.dropout(a)
         return x + self.ffn(self.norm2(x)), weights  # (B, T, E), (B, H_l, T, Tk) | None

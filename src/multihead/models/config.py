@@ -22,14 +22,27 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from multihead import _checks
+from multihead.positional import RopeScaling
 
 POSITIONS = ("rope", "alibi", "sinusoidal", "learned", "none")
 ACTIVATIONS = ("gelu", "swiglu")
 NORMS = ("layernorm", "rmsnorm")
-POOLINGS = ("mean", "first")
+NORM_PLACEMENTS = ("pre", "post")
+POOLINGS = ("mean", "first", "pooler")
 # Fields written to a checkpoint's config.json only when set, so uniform configs keep the file
 # format they had before per-layer heads existed.
 _OMITTED_WHEN_NONE = ("layer_heads", "layer_kv_heads")
+# Fields added for pretrained architectures (BERT, Llama-family), written only when they differ
+# from these defaults, so every config that existed before them serializes exactly as before.
+_OMITTED_AT_DEFAULT = {
+    "norm_placement": "pre",
+    "embedding_norm": False,
+    "type_vocab_size": 0,
+    "qkv_bias": None,
+    "out_bias": None,
+    "mlp_bias": None,
+    "rope_scaling": None,
+}
 
 
 @dataclass(frozen=True)
@@ -76,11 +89,23 @@ class TransformerConfig:
         activation: ``"gelu"`` or ``"swiglu"`` (Shazeer 2020).
         norm: ``"layernorm"`` or ``"rmsnorm"`` (Zhang and Sennrich 2019).
         norm_eps: epsilon of the norms.
-        bias: biases in the linear layers.
+        bias: biases in the linear layers (and LayerNorm's shift).
+        qkv_bias: biases on attention's query/key/value projections (None = ``bias``;
+            Qwen2 has them without an output bias).
+        out_bias: bias on attention's output projection (None = ``bias``).
+        mlp_bias: biases in the feed-forward (None = ``bias``; Llama's ``mlp_bias``).
+        norm_placement: ``"pre"`` (``x + f(norm(x))``, the default) or ``"post"``
+            (``norm(x + f(x))``, the original Transformer's and BERT's). Post-norm blocks
+            end normalized, so the stack then has no final norm.
+        embedding_norm: a norm after the embeddings (BERT's embedding LayerNorm).
+        type_vocab_size: token types (BERT's segment embeddings) added to the token
+            embeddings; 0 = none.
         position: ``"rope"``, ``"alibi"``, ``"sinusoidal"``, ``"learned"`` or ``"none"``.
         rope_base: RoPE frequency base.
         rope_fraction: fraction of each head's channels RoPE rotates (partial rotary).
         rope_interleaved: RoPE pairs ``(2i, 2i+1)`` instead of ``(i, i + R/2)``.
+        rope_scaling: a :class:`~multihead.positional.RopeScaling` (or a dict of its fields)
+            for long contexts (``"linear"``, ``"llama3"``); None = unscaled.
         window: sliding attention window W (each query sees W keys), None for full attention.
         dropout: dropout after attention and feed-forward, and on embeddings.
         attn_dropout: dropout on attention weights.
@@ -127,6 +152,13 @@ class TransformerConfig:
     backend: str = "auto"
     layer_heads: tuple[tuple[int, ...], ...] | None = None
     layer_kv_heads: tuple[tuple[int, ...], ...] | None = None
+    norm_placement: str = "pre"
+    embedding_norm: bool = False
+    type_vocab_size: int = 0
+    qkv_bias: bool | None = None
+    out_bias: bool | None = None
+    mlp_bias: bool | None = None
+    rope_scaling: RopeScaling | None = None
 
     kind: ClassVar[str] = "transformer"
 
@@ -151,8 +183,18 @@ class TransformerConfig:
         _checks.require_choice("activation", self.activation, ACTIVATIONS)
         _checks.require_choice("norm", self.norm, NORMS)
         _checks.require_choice("position", self.position, POSITIONS)
-        for name in ("bias", "rope_interleaved"):
+        for name in ("bias", "rope_interleaved", "embedding_norm"):
             _checks.require_bool(name, getattr(self, name))
+        for name in ("qkv_bias", "out_bias", "mlp_bias"):
+            if getattr(self, name) is not None:
+                _checks.require_bool(name, getattr(self, name))
+        _checks.require_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        _checks.require_int("type_vocab_size", self.type_vocab_size, minimum=0)
+        self.rope_scaling = RopeScaling.build(self.rope_scaling)
+        if self.rope_scaling is not None and self.position != "rope":
+            raise ValueError(
+                f"rope_scaling is set but position={self.position!r}; it scales RoPE only"
+            )
         _checks.require_number("norm_eps", self.norm_eps, above=0)
         _checks.require_number("rope_base", self.rope_base, above=1)
         _checks.require_number("rope_fraction", self.rope_fraction, above=0, maximum=1)
@@ -207,6 +249,18 @@ class TransformerConfig:
         if self.activation == "swiglu":
             return -(-int(8 * self.d_model / 3) // 8) * 8
         return 4 * self.d_model
+
+    @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
+    def has_out_bias(self) -> bool:
+        return self.bias if self.out_bias is None else self.out_bias
+
+    @property
+    def has_mlp_bias(self) -> bool:
+        return self.bias if self.mlp_bias is None else self.mlp_bias
 
     # ------------------------------------------------------------------ per-layer heads
     @property
@@ -269,13 +323,19 @@ class TransformerConfig:
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``layer_heads``/``layer_kv_heads`` appear only when set (as
-        lists), so a uniform config writes the same file as before they existed."""
+        lists), and the pretrained-architecture fields (``norm_placement``...) only when not
+        at their defaults, so older configs write the same file as before these existed."""
         data = dataclasses.asdict(self)
         for name in _OMITTED_WHEN_NONE:
             if data[name] is None:
                 del data[name]
             else:
                 data[name] = [list(ids) for ids in data[name]]
+        for name, default in _OMITTED_AT_DEFAULT.items():
+            if getattr(self, name) == default:
+                del data[name]
+        if self.rope_scaling is not None:
+            data["rope_scaling"] = self.rope_scaling.to_dict()
         return data
 
     @classmethod
@@ -357,7 +417,9 @@ class EncoderConfig(TransformerConfig):
     """A bidirectional encoder (:class:`~multihead.models.Encoder`).
 
     Attributes (besides :class:`TransformerConfig`'s):
-        pooling: ``"mean"`` over real (unpadded) tokens, or ``"first"`` (a CLS-style token).
+        pooling: ``"mean"`` over real (unpadded) tokens, ``"first"`` (a CLS-style token), or
+            ``"pooler"``: BERT's pooler, ``tanh(W x_0 + b)`` on the first token (a learned
+            ``pooler`` layer).
     """
 
     pooling: str = "mean"

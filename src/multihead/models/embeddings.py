@@ -24,42 +24,67 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from multihead.models.block import make_norm
 from multihead.models.config import TransformerConfig
 from multihead.positional import LearnedPositions, SinusoidalPositions
 from multihead.roles import EMBEDDING, Role
 
 
 class Embeddings(nn.Module):
-    """``tokens (B, T) -> token embedding (+ learned or sinusoidal positions) -> dropout``.
+    """``tokens (B, T) -> token embedding (+ token types) (+ learned or sinusoidal positions)
+    (-> norm) -> dropout``.
 
     Args:
-        config: sizes and ``position`` (``"learned"`` and ``"sinusoidal"`` are added here;
-            the others are relative and live in attention).
+        config: sizes, ``position`` (``"learned"`` and ``"sinusoidal"`` are added here;
+            the others are relative and live in attention), ``type_vocab_size`` (token types,
+            BERT's segments; 0 = none) and ``embedding_norm`` (BERT's embedding LayerNorm).
 
-    Call: ``embed(tokens, positions)`` with tokens ``(B, T)`` int64 and positions ``(T,)`` or
-    ``(B, T)``; returns ``(B, T, E)``.
+    Call: ``embed(tokens, positions, token_types=None)`` with tokens ``(B, T)`` int64,
+    positions ``(T,)`` or ``(B, T)`` and token_types ``(B, T)`` (None = type 0 everywhere,
+    when the model has types); returns ``(B, T, E)``.
     """
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.types = (
+            nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
+        )
         self.absolute: nn.Module | None = None
         if config.position == "learned":
             self.absolute = LearnedPositions(config.max_seq_len, config.d_model)
         elif config.position == "sinusoidal":
             self.absolute = SinusoidalPositions(config.d_model)
+        self.norm = make_norm(config) if config.embedding_norm else None
         self.dropout = nn.Dropout(config.dropout)
 
     def parameter_roles(self) -> list[tuple[nn.Parameter, Role]]:
         roles = [(self.tokens.weight, EMBEDDING)]
+        if self.types is not None:
+            roles.append((self.types.weight, EMBEDDING))
         if isinstance(self.absolute, LearnedPositions):
             roles.append((self.absolute.embedding.weight, EMBEDDING))
         return roles
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        token_types: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = self.tokens(tokens)  # (B, T, E)
+        if self.types is not None:
+            # Type 0 everywhere (no token_types given) is one row, added without a lookup.
+            types = self.types.weight[0] if token_types is None else self.types(token_types)
+            x = x + types  # (E,) or (B, T, E) broadcast
+        elif token_types is not None:
+            raise ValueError(
+                "token_types were given but this model has no token types (type_vocab_size=0)"
+            )
         if self.absolute is not None:
             x = x + self.absolute(positions).to(x.dtype)  # (T, E) or (B, T, E) broadcast
+        if self.norm is not None:
+            x = self.norm(x)
         return self.dropout(x)
 
 

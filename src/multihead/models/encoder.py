@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from multihead import masks
 from multihead.models.config import EncoderConfig
@@ -28,7 +29,8 @@ class Encoder(TransformerStack):
 
     Every token attends to every real token (optionally within a two-sided window of
     ``config.window``: keys at distance < W); padded keys are masked. ``pooled`` is the mean
-    over real tokens (``pooling="mean"``) or the first token (``"first"``).
+    over real tokens (``pooling="mean"``), the first token (``"first"``), or BERT's pooler
+    ``tanh(pooler(x_0))`` on the first token (``"pooler"``).
 
     Args:
         config: an :class:`~multihead.models.config.EncoderConfig`; with ``layer_heads`` set,
@@ -42,6 +44,9 @@ class Encoder(TransformerStack):
         if config.window is not None:
             mask = mask & masks.sliding_window(config.window, causal=False)
         super().__init__(config, mask=mask)
+        self.pooler = (
+            nn.Linear(config.d_model, config.d_model) if config.pooling == "pooler" else None
+        )
         init_weights(self, config.num_layers)
 
     def forward(
@@ -50,6 +55,7 @@ class Encoder(TransformerStack):
         *,
         lengths: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
+        token_types: torch.Tensor | None = None,
         head_mask: HeadMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode.
@@ -58,6 +64,8 @@ class Encoder(TransformerStack):
             tokens: ``(B, T)`` token ids in ``[0, vocab_size)``.
             lengths: ``(B,)`` real lengths (tokens ``[0, len)`` are real), or
             padding_mask: ``(B, T)`` bool with **True = real token (may be attended)**.
+            token_types: ``(B, T)`` ids in ``[0, type_vocab_size)`` (BERT's segments; None =
+                type 0 everywhere); only for models with ``type_vocab_size > 0``.
             head_mask: per-layer head masks, as :meth:`DecoderLM.forward` takes them
                 (``(L, H)``, ``(B, L, H)``, a sequence or ``{layer: mask}``; 1 keeps a head).
 
@@ -67,6 +75,8 @@ class Encoder(TransformerStack):
         """
         check_tokens("tokens", tokens, self.config.vocab_size)
         t = tokens.shape[1]
+        if token_types is not None:
+            self._check_token_types(token_types, tokens.shape)
         if lengths is not None and padding_mask is not None:
             raise ValueError("pass lengths or padding_mask, not both")
         self.check_length(t)
@@ -79,13 +89,30 @@ class Encoder(TransformerStack):
             mask = mask & masks.key_padding(mask=padding_mask)
             real = padding_mask
         positions = torch.arange(t, device=tokens.device)  # (T,)
-        x = self.transform(tokens, positions, mask=mask, head_mask=head_mask)  # (B, T, E)
+        x = self.transform(
+            tokens, positions, mask=mask, head_mask=head_mask, token_types=token_types
+        )  # (B, T, E)
+        if self.pooler is not None:
+            return x, torch.tanh(self.pooler(x[:, 0]))  # (B, E)
         if self.config.pooling == "first":
             return x, x[:, 0]
         if real is None:
             return x, x.mean(dim=1)
         w = real.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         return x, (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)  # (B, E)
+
+    def _check_token_types(self, token_types: object, shape: torch.Size) -> None:
+        n = self.config.type_vocab_size
+        if n == 0:
+            raise ValueError(
+                "token_types were given but this encoder has no token types (type_vocab_size=0)"
+            )
+        check_tokens("token_types", token_types, n)
+        if token_types.shape != shape:  # type: ignore[union-attr]
+            raise ValueError(
+                f"token_types has shape {tuple(token_types.shape)} but tokens have "  # type: ignore[union-attr]
+                f"{tuple(shape)}; give one type id per token"
+            )
 
     def hidden_states(
         self,

@@ -44,6 +44,7 @@ def make_rotary(config: TransformerConfig) -> RotaryEmbedding | None:
         base=config.rope_base,
         rotary_dim=config.rotary_dim,
         interleaved=config.rope_interleaved,
+        scaling=config.rope_scaling,
     )
 
 
@@ -62,7 +63,8 @@ def init_weights(model: nn.Module, num_layers: int) -> None:
 
 
 class TransformerStack(nn.Module):
-    """Token embedding, ``config.num_layers`` pre-norm blocks, final norm.
+    """Token embedding, ``config.num_layers`` blocks, final norm (none after post-norm
+    blocks, which end normalized: ``norm`` is then an ``nn.Identity``).
 
     Args:
         config: sizes and options; layer ``l`` gets the heads ``config.heads_of(l)`` keeps.
@@ -79,7 +81,7 @@ class TransformerStack(nn.Module):
         self.blocks = nn.ModuleList(
             TransformerBlock(config, layer=i, rotary=self.rotary) for i in range(config.num_layers)
         )
-        self.norm = make_norm(config)
+        self.norm = make_norm(config) if config.norm_placement == "pre" else nn.Identity()
         self.mask: AttentionMask = mask
 
     @property
@@ -95,6 +97,7 @@ class TransformerStack(nn.Module):
         mask: AttentionMask | None = None,
         cache: KVCache | None = None,
         head_mask: HeadMask | None = None,
+        token_types: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states ``(B, T, E)`` after the final norm.
 
@@ -104,10 +107,11 @@ class TransformerStack(nn.Module):
             mask: the attention mask (True = may attend); default ``self.mask``.
             cache: a KV cache with one layer per block, or None.
             head_mask: per-layer head masks, any form :func:`split_head_mask` takes.
+            token_types: ``(B, T)`` token type ids (checked by the caller), or None.
         """
         mask = self.mask if mask is None else mask
         per_layer = split_head_mask(head_mask, heads=self.layer_heads, batch=tokens.shape[0])
-        x = self.embed(tokens, positions)  # (B, T, E)
+        x = self.embed(tokens, positions, token_types)  # (B, T, E)
         for i, block in enumerate(self.blocks):
             x, _ = block(
                 x,
