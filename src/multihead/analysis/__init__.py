@@ -6,5 +6,7 @@ Layers are numbered as :func:`attention_layers` numbers them, everywhere in this
 from __future__ import annotations
 
 from multihead.analysis.layers import attention_layers, resolve_layers
+from multihead.analysis.record import Recording, record
+from multihead.analysis.summary import HeadSummary
 
-__all__ = ["attention_layers", "resolve_layers"]
+__all__ = ["HeadSummary", "Recording", "attention_layers", "record", "resolve_layers"]
