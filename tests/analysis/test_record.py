@@ -162,3 +162,16 @@ def test_bare_module_and_cross_attention():
     torch.testing.assert_close(ref.weights[0], w)
     assert_same_scores(rec, ref, [0])
     assert torch.isnan(rec.summary[0].scores()["induction"]).all()  # no tokens to compare
+
+
+def test_ring_cache_with_a_window_matches_the_windowed_forward():
+    model = decoder(window=4)
+    tokens = torch.randint(0, 40, (1, 11))
+    with torch.no_grad(), record(model, mode="summary", **OPTS) as full:
+        model(tokens)
+    with torch.no_grad(), record(model, mode="summary", **OPTS) as dec:
+        cache = model.new_cache(1, 11)
+        model(tokens[:, :3], cache=cache)
+        for t in range(3, 11):
+            model(tokens[:, t : t + 1], cache=cache)
+    assert_same_scores(full, dec, [0, 1])
