@@ -246,3 +246,14 @@ def test_pretrained_architecture_fields_round_trip_and_are_omitted_at_their_defa
 def test_pretrained_architecture_fields_are_validated(kwargs, error, message):
     with pytest.raises(error, match=message):
         DecoderConfig(**kwargs)
+
+
+def test_drophead_reaches_every_attention_layer_and_round_trips():
+    from multihead.models import DecoderLM
+
+    cfg = DecoderConfig(vocab_size=16, d_model=16, num_layers=2, num_heads=2, drophead=0.25)
+    assert [b.attn.drophead for b in DecoderLM(cfg).blocks] == [0.25, 0.25]
+    assert DecoderConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert "drophead" not in DecoderConfig().to_dict()  # old config files stay as they were
+    with pytest.raises(ValueError, match=r"drophead must be in \[0, 1\)"):
+        DecoderConfig(drophead=1.0)

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from multihead import _checks
+from multihead.attention import MultiHeadAttention
 from multihead.checkpoint import prepare_output_dir
 from multihead.data import IGNORE
 from multihead.models import DecoderConfig, DecoderLM
@@ -29,7 +30,7 @@ from multihead.train.config import TrainConfig
 from multihead.train.data import TrainData
 from multihead.train.evaluate import eval_record, evaluating, score_batches
 from multihead.train.log import RunLog
-from multihead.train.schedule import lr_at
+from multihead.train.schedule import drophead_at, lr_at
 from multihead.train.world import World, all_mean, from_main, setup_world
 
 
@@ -244,6 +245,7 @@ def train_step(run: Run, step: int) -> tuple[float, float, bool]:
         lr = from_main(lr, world)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
+    set_drophead(run, step)
     x, y = run.data.batch(step)  # (B, T) global
     scored = int((y != IGNORE).sum())  # normalizer over the whole global batch
     if scored == 0:
@@ -295,6 +297,19 @@ def train_step(run: Run, step: int) -> tuple[float, float, bool]:
     if error is not None:
         raise error
     return mean_loss, lr, True
+
+
+def set_drophead(run: Run, step: int) -> None:
+    """Give every attention layer step ``step``'s DropHead rate (:func:`drophead_at`)."""
+    rate = run.model.config.drophead
+    if rate == 0.0 or run.config.drophead_schedule == "constant":
+        return  # the layers were built with it
+    rate = drophead_at(step, run.config, rate, run.clock.trained())
+    if run.config.time_limit:  # as the learning rate: process 0's clock decides
+        rate = from_main(rate, run.world)
+    for m in run.model.modules():
+        if isinstance(m, MultiHeadAttention):
+            m.drophead = rate
 
 
 def after_step(run: Run, done: int, loss: float, lr: float, skipped: bool = False) -> bool:
