@@ -118,19 +118,21 @@ def _full_mask(model: torch.nn.Module, head_mask: torch.Tensor | None) -> torch.
 
 
 def _per_example_grad_abs(model, batches, head_mask, loss_of) -> torch.Tensor:
-    """``(L, H)``: the mean over sentences of ``|d loss_i / d m_h|``, each sentence with its
-    own copy of the mask (a ``(B, L, H)`` mask makes the gradient per example)."""
+    """``(L, H)``: the mean over sentences of ``|d loss_i / d m_h|`` at ``head_mask``, through
+    :func:`~multihead.analysis.gradient_importance` (per-example gates, no normalisation);
+    heads already masked to 0 get 0."""
+    from multihead.analysis.importance import gradient_importance
+
     base = _full_mask(model, head_mask)
-    total = torch.zeros_like(base)
-    count = 0
-    for i, batch in enumerate(batches):
-        b = batch[0].shape[0]
-        mask = base.expand(b, *base.shape).clone().requires_grad_(True)  # (B, L, H)
-        loss = loss_of(i, batch, embed(model, batch, mask)).sum()
-        (grad,) = torch.autograd.grad(loss, mask)  # (B, L, H)
-        total += grad.abs().sum(dim=0)
-        count += b
-    return total / count * (base != 0)  # removed heads have no importance left
+
+    def loss_fn(m: torch.nn.Module, item: tuple[int, Batch]) -> torch.Tensor:
+        i, batch = item
+        mask = base.to(next(m.parameters()).dtype)
+        return loss_of(i, batch, embed(m, batch, mask))  # (B,)
+
+    numbered = list(enumerate(batches))
+    per_layer = gradient_importance(model, numbered, loss_fn, normalize=False, progress=False)
+    return torch.stack(per_layer) * (base != 0)  # (L, H); removed heads matter no more
 
 
 def jacobian_importance(
@@ -153,12 +155,7 @@ def jacobian_importance(
         v = v - (v * ref).sum(-1, keepdim=True) * ref  # orthogonal to each embedding
         return (v * e).sum(-1)  # (B,)
 
-    was = model.training
-    model.eval()
-    try:
-        return _per_example_grad_abs(model, batches, head_mask, loss_of)
-    finally:
-        model.train(was)
+    return _per_example_grad_abs(model, batches, head_mask, loss_of)
 
 
 def fidelity_importance(
@@ -178,9 +175,4 @@ def fidelity_importance(
     def loss_of(i: int, _: Batch, e: torch.Tensor) -> torch.Tensor:
         return 1.0 - (e * references[i]).sum(-1)  # (B,)
 
-    was = model.training
-    model.eval()
-    try:
-        return _per_example_grad_abs(model, batches, head_mask, loss_of)
-    finally:
-        model.train(was)
+    return _per_example_grad_abs(model, batches, head_mask, loss_of)
