@@ -26,50 +26,45 @@ import time
 
 import torch
 
+from multihead.analysis import analyze, prune_heads
 from multihead.analysis.fidelity import (
     embedding_batches,
     jacobian_importance,
     mean_cosine,
     reference_embeddings,
 )
-from multihead.analysis.syntax import attention_maps, syntactic_heads, syntax_scores
-from multihead.convert import minilm, select_layer_heads
+from multihead.analysis.syntax import syntactic_heads, syntax_scores, with_syntactic_roles
+from multihead.convert import minilm
 from multihead.data import english
 from multihead_apps.bench.results import write_section
 from multihead_apps.bench.timing import interleave
 
 HEADING = "## Heads of all-MiniLM-L6-v2"
-SCORE_NAMES = ("previous", "next", "self", "cls", "sep")
+SCORES = {
+    "previous_token": "previous token",
+    "next_token": "next token",
+    "sink": "[CLS] (position 0)",
+    "special_token": "[SEP]",
+}
 
 
-@torch.no_grad()
-def token_scores(model, tokenizer, sentences, batch_size=32) -> dict[str, torch.Tensor]:
-    """Per score, ``(L, H)``: the mean over real queries that have the target of the weight
-    on it (previous token, next token, itself, [CLS] = position 0, [SEP] = the last real
-    token). Special tokens count as queries, as in Clark et al.'s averages."""
-    sums = {k: 0.0 for k in SCORE_NAMES}
-    counts = dict.fromkeys(SCORE_NAMES, 0)
+def head_report(model, tokenizer, sentences, batch_size=32):
+    """The :func:`~multihead.analysis.analyze` report over ``sentences`` (padded batches,
+    [SEP] as the special token, so ``sink`` is [CLS] = position 0 and ``special_token`` is
+    [SEP])."""
+    batches = []
     for start in range(0, len(sentences), batch_size):
         enc = tokenizer.encode(sentences[start : start + batch_size])
-        real = enc.attention_mask  # (B, T)
-        b, t = real.shape
-        n = enc.lengths.view(b, 1, 1)  # (B, 1, 1)
-        i = torch.arange(t).view(1, t, 1)  # query position
-        j = torch.arange(t).view(1, 1, t)  # key position
-        q_real = real.view(b, t, 1)
-        targets = {
-            "previous": (j == i - 1) & q_real,
-            "next": (j == i + 1) & (j < n) & q_real,
-            "self": (j == i) & q_real,
-            "cls": (j == 0) & q_real,
-            "sep": (j == n - 1) & q_real,
-        }  # each (B, T, T)
-        maps = torch.stack(attention_maps(model, enc.ids, real), dim=1)  # (B, L, H, T, T)
-        for k, target in targets.items():
-            tgt = target.unsqueeze(1).unsqueeze(1).to(maps.dtype)  # (B, 1, 1, T, T)
-            sums[k] = sums[k] + (maps * tgt).sum(dim=(0, 3, 4))  # (L, H)
-            counts[k] += int(target.sum())
-    return {k: sums[k] / counts[k] for k in SCORE_NAMES}
+        batches.append({"tokens": enc.ids, "padding_mask": enc.attention_mask})
+    return analyze(model, batches, special_tokens=[tokenizer.sep], progress=False)
+
+
+def score_grid(report, name: str, layers: int, heads: int) -> torch.Tensor:
+    """``(L, H)``: one score of every head of an unpruned model's report."""
+    grid = torch.full((layers, heads), float("nan"))
+    for h in report.heads:
+        grid[h.layer, h.head] = h.scores.get(name, float("nan"))
+    return grid
 
 
 def lowest(importance: torch.Tensor, mask: torch.Tensor, k: int) -> list[tuple[int, int]]:
@@ -104,9 +99,9 @@ def pruning_curve(model, score_batches, steps, step_size, *, rescore, seed=0):
 
 
 def physically_pruned(model, mask: torch.Tensor):
-    """A copy of ``model`` keeping the heads where ``mask`` is 1, through select_heads."""
-    keep = [[h for h in range(mask.shape[1]) if mask[layer, h]] for layer in range(mask.shape[0])]
-    return select_layer_heads(copy.deepcopy(model), keep)
+    """A copy of ``model`` without the heads where ``mask`` is 0 (:func:`prune_heads`)."""
+    remove = {layer: (mask[layer] == 0).nonzero().flatten().tolist() for layer in range(len(mask))}
+    return prune_heads(copy.deepcopy(model), {k: v for k, v in remove.items() if v})
 
 
 @torch.no_grad()
@@ -146,19 +141,21 @@ def heads_over(score: torch.Tensor, threshold: float) -> str:
     return ", ".join(f"{a}-{b} ({float(score[a, b]):.2f})" for a, b in ids) or "none"
 
 
-def positional_section(scores: dict[str, torch.Tensor], n_sentences: int) -> list[str]:
+def positional_section(report, n_sentences: int) -> list[str]:
     lines = [
         f"### Positional and special-token heads (score split, {n_sentences} sentences)",
         "",
-        "Score = mean weight a real query puts on the target (heads `layer-head`, from 0).",
+        "Scores from `multihead.analysis.analyze` (the share of a head's attention on the "
+        'target, TransformerLens\'s "mul" score, over every real query); heads `layer-head`, '
+        "from 0. Roles at >= 0.5.",
         "",
-        "| target | heads with score >= 0.5 | top 3 | mean over layer 0..5 |",
+        "| target | heads with score >= 0.5 | top 3 | mean per layer 0..5 |",
         "| --- | --- | --- | --- |",
     ]
-    for k in SCORE_NAMES:
-        s = scores[k]
+    for name, label in SCORES.items():
+        s = score_grid(report, name, 6, 12)
         per_layer = " / ".join(f"{float(v):.2f}" for v in s.mean(dim=1))
-        lines.append(f"| {k} | {heads_over(s, 0.5)} | {top_heads(s)} | {per_layer} |")
+        lines.append(f"| {label} | {heads_over(s, 0.5)} | {top_heads(s)} | {per_layer} |")
     return lines
 
 
@@ -187,7 +184,7 @@ def syntax_section(model, tok) -> list[str]:
     roles = syntactic_heads(score)
     listed = ", ".join(f"{a}-{b} ({'/'.join(r)})" for (a, b), r in roles.items()) or "none"
     lines += ["", f"`syntactic` role (score split, >= 10 points over the baseline): {listed}."]
-    return lines
+    return lines, score
 
 
 def pruning_section(model, tok, args) -> list[str]:
@@ -237,8 +234,12 @@ def pruning_section(model, tok, args) -> list[str]:
             f"cosine >= 0.95; scoring took {spent:.0f} s."
         )
     kept = masks[-1]
-    lines += ["", "Heads kept per layer at the last re-scored point: "
-              + ", ".join(str(int(kept[i].sum())) for i in range(kept.shape[0])) + "."]
+    lines += [
+        "",
+        "Heads kept per layer at the last re-scored point: "
+        + ", ".join(str(int(kept[i].sum())) for i in range(kept.shape[0]))
+        + ".",
+    ]
     return lines
 
 
@@ -251,6 +252,7 @@ def main() -> None:
     p.add_argument(
         "--score-sentences", type=int, default=128, help="score-split sentences for importance"
     )
+    p.add_argument("--report", help="also write the head report (JSON, syntactic roles) here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model, tok = minilm()
@@ -266,9 +268,14 @@ def main() -> None:
         "docs/real_heads.md.",
         "",
     ]
-    lines += positional_section(token_scores(model, tok, score), len(score))
-    lines += [""] + syntax_section(model, tok)
-    lines += [""] + pruning_section(model, tok, args)
+    report = head_report(model, tok, score)
+    lines += positional_section(report, len(score))
+    syntax_lines, syntax = syntax_section(model, tok)
+    lines += ["", *syntax_lines]
+    if args.report:
+        with open(args.report, "w") as f:
+            f.write(with_syntactic_roles(report, syntax).to_json())
+    lines += ["", *pruning_section(model, tok, args)]
     lines += ["", f"Total run time {time.perf_counter() - t0:.0f} s."]
     text = "\n".join(lines) + "\n"
     if args.output:

@@ -183,3 +183,23 @@ def test_attention_maps_are_every_layers_weights_over_real_keys():
         torch.testing.assert_close(m.sum(-1), torch.ones(2, 12, t))
         assert float(m[0][..., ~real[0]].abs().max()) == 0.0
     assert not any(len(mha._observers) for mha in (b.attn for b in model.blocks))
+
+
+def test_syntactic_role_added_to_a_head_report():
+    from multihead.analysis import HeadEntry, HeadReport
+    from multihead.analysis.syntax import RelationScore, with_syntactic_roles
+
+    report = HeadReport(
+        {"model": "toy"},
+        [HeadEntry(0, 0, 0, ["previous_token"], {"previous_token": 0.9}), HeadEntry(0, 1, 1)],
+    )
+    scores = {"det": RelationScore("det", torch.tensor([[0.9, 0.5]]), 10, 1, 0.6)}
+    out = with_syntactic_roles(report, scores)
+    assert out.head(0, 0).roles == ["previous_token", "syntactic"]
+    assert out.head(0, 1).roles == []
+    assert out.head(0, 1).scores == {"syntax_det": 0.5}
+    assert out.model["syntactic"] == {"0-0": ["det"]}
+    assert HeadReport.from_json(out.to_json()).head(0, 0).scores["syntax_det"] == pytest.approx(0.9)
+    assert report.head(0, 0).roles == ["previous_token"]  # the original is unchanged
+    with pytest.raises(ValueError, match="score the same model"):
+        with_syntactic_roles(HeadReport({}, [HeadEntry(3, 0, 0)]), scores)

@@ -7,7 +7,12 @@ import copy
 import torch
 
 from multihead.analysis.fidelity import embed, embedding_batches
-from multihead.convert import from_pretrained, select_layer_heads, sentence_embeddings, to_pretrained
+from multihead.convert import (
+    from_pretrained,
+    select_layer_heads,
+    sentence_embeddings,
+    to_pretrained,
+)
 from tests.analysis.minilm import load, needs_minilm
 
 SENTENCES = ["The old man fed the pigeons in the park.", "Did you lock it?", "A dog ran home."]

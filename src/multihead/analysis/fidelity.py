@@ -85,17 +85,25 @@ def reference_embeddings(
 
 @torch.no_grad()
 def cosines(
-    model: torch.nn.Module, batches: Sequence[Batch], references: Sequence[torch.Tensor], head_mask=None
+    model: torch.nn.Module,
+    batches: Sequence[Batch],
+    references: Sequence[torch.Tensor],
+    head_mask=None,
 ) -> torch.Tensor:
     """``(N,)`` cosine of each sentence's embedding (under ``head_mask``) to its reference."""
     _check_batches(batches)
     if len(references) != len(batches):
         raise ValueError(f"references has {len(references)} entries for {len(batches)} batches")
-    return torch.cat([(embed(model, b, head_mask) * r).sum(-1) for b, r in zip(batches, references)])
+    return torch.cat(
+        [(embed(model, b, head_mask) * r).sum(-1) for b, r in zip(batches, references)]
+    )
 
 
 def mean_cosine(
-    model: torch.nn.Module, batches: Sequence[Batch], references: Sequence[torch.Tensor], head_mask=None
+    model: torch.nn.Module,
+    batches: Sequence[Batch],
+    references: Sequence[torch.Tensor],
+    head_mask=None,
 ) -> float:
     """The mean over sentences of :func:`cosines` (1.0 = embeddings unchanged)."""
     return round(float(cosines(model, batches, references, head_mask).mean()), 6)

@@ -268,3 +268,35 @@ def syntax_scores(
             maps.append(stacked[i, :, :, :n, :n])  # (L, H, T_i, T_i)
             token_words.append(enc.word_index(i, ann.words)[:n])
     return score_relations(maps, annotations, token_words, relations=relations, baseline=baseline)
+
+
+def with_syntactic_roles(
+    report, scores: dict[str, RelationScore], *, margin: float = SYNTACTIC_MARGIN
+):
+    """A copy of a :class:`~multihead.analysis.HeadReport` of the same (unpruned) model with,
+    for every head, its accuracy per relation as score ``syntax_<relation>`` and the role
+    ``syntactic`` where :func:`syntactic_heads` gives it one (the relations it beats the
+    baseline on are in ``model["syntactic"]``)."""
+    from dataclasses import replace
+
+    from multihead.analysis.report import HeadReport
+
+    if not isinstance(report, HeadReport):
+        raise TypeError(f"report must be a HeadReport, got {type(report).__name__}")
+    roles = syntactic_heads(scores, margin=margin)
+    heads = []
+    for h in report.heads:
+        extra = {}
+        for rel, s in scores.items():
+            if h.layer >= s.accuracy.shape[0] or h.head >= s.accuracy.shape[1]:
+                raise ValueError(
+                    f"the report has head {h.layer}-{h.head} but the syntax scores cover "
+                    f"{tuple(s.accuracy.shape)} (layers, heads); score the same model"
+                )
+            extra[f"syntax_{rel}"] = float(s.accuracy[h.layer, h.head])
+        role = ["syntactic"] if (h.layer, h.head) in roles else []
+        heads.append(replace(h, roles=[*h.roles, *role], scores={**h.scores, **extra}))
+    model = dict(report.model)
+    model["syntactic"] = {f"{a}-{b}": rels for (a, b), rels in roles.items()}
+    model["syntactic_margin"] = margin
+    return HeadReport(model, heads)
