@@ -118,6 +118,14 @@ def speedup(model, pruned, batch, rounds: int) -> tuple[float, float, float]:
     return t.ratio("full", "pruned"), lo, hi
 
 
+def long_input(tokenizer, sentences, length: int):
+    """One ``(1, length)`` batch: the sentences joined into one text, truncated."""
+    enc = tokenizer.encode([" ".join(sentences)], max_length=length)
+    if enc.ids.shape[1] < length:
+        raise ValueError(f"the sentences give only {enc.ids.shape[1]} tokens, not {length}")
+    return enc.ids, enc.attention_mask  # (1, T), (1, T)
+
+
 def flops_ratio(config, mask: torch.Tensor, t: int) -> float:
     """Unpruned / pruned forward FLOPs per token of the blocks at length ``t`` (projections
     4 E·H·D, attention 2 T·H·D, FFN 2 E·F, each x2 for multiply-add)."""
@@ -199,6 +207,7 @@ def pruning_section(model, tok, args) -> list[str]:
         curves[rescore] = (masks, cos, spent)
     timing_batch = held_batches[0]
     t_len = int(timing_batch[1].sum(1).float().mean())
+    long_batch = long_input(tok, english.sentences("heldout"), 256)
     lines = [
         "### Pruning on embedding fidelity",
         "",
@@ -206,24 +215,28 @@ def pruning_section(model, tok, args) -> list[str]:
         f"mean cosine to the unpruned embeddings on the {len(english.sentences('heldout'))} "
         "held-out sentences. Speed-up: forward of the physically pruned model vs the "
         f"unpruned one on a batch of {timing_batch[0].shape[0]} held-out sentences (mean "
-        f"{t_len} tokens), median of {args.rounds} interleaved rounds (range), with the FLOP "
-        "ratio of the blocks beside it.",
+        f"{t_len} tokens) and on one input of 256 tokens (held-out sentences joined), median "
+        f"of {args.rounds} interleaved rounds (range), with the FLOP ratio of the blocks.",
         "",
-        "| heads pruned | fraction | cos one-shot | cos re-scored | speed-up (re-scored) "
-        "| FLOP ratio |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| heads pruned | fraction | cos one-shot | cos re-scored | speed-up B=32 "
+        "| FLOP ratio B=32 | speed-up T=256 | FLOP ratio T=256 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     masks, cos_r, _ = curves[True]
     for step, mask in enumerate(masks):
         removed = int((mask == 0).sum())
-        if step == 0:
-            sp = "1.00x"
-        else:
-            r, lo, hi = speedup(model, physically_pruned(model, mask), timing_batch, args.rounds)
-            sp = f"{r:.2f}x ({lo:.2f}-{hi:.2f})"
+        cells = []
+        pruned = physically_pruned(model, mask) if step else None
+        for batch, t in ((timing_batch, t_len), (long_batch, 256)):
+            if step == 0:
+                cells.append("1.00x")
+            else:
+                r, lo, hi = speedup(model, pruned, batch, args.rounds)
+                cells.append(f"{r:.2f}x ({lo:.2f}-{hi:.2f})")
+            cells.append(f"{flops_ratio(model.config, mask, t):.2f}x")
         lines.append(
             f"| {removed} | {removed / mask.numel():.2f} | {curves[False][1][step]:.4f} | "
-            f"{cos_r[step]:.4f} | {sp} | {flops_ratio(model.config, mask, t_len):.2f}x |"
+            f"{cos_r[step]:.4f} | " + " | ".join(cells) + " |"
         )
     for rescore, name in ((False, "one-shot"), (True, "re-scored")):
         m, cos, spent = curves[rescore]
