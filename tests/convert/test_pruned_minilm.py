@@ -6,10 +6,10 @@ import copy
 
 import torch
 
+from multihead.analysis import prune_heads
 from multihead.analysis.fidelity import embed, embedding_batches
 from multihead.convert import (
     from_pretrained,
-    select_layer_heads,
     sentence_embeddings,
     to_pretrained,
 )
@@ -22,8 +22,7 @@ SENTENCES = ["The old man fed the pigeons in the park.", "Did you lock it?", "A 
 def test_pruned_minilm_round_trip(tmp_path):
     model, tok = load()
     remove = {0: [1, 5, 7], 2: [0, 3], 5: list(range(6))}
-    keep = [[h for h in range(12) if h not in remove.get(i, [])] for i in range(6)]
-    pruned = select_layer_heads(copy.deepcopy(model), keep)
+    pruned = prune_heads(copy.deepcopy(model), remove)
     assert pruned.config.layer_head_counts == (9, 12, 10, 12, 12, 6)
     out = to_pretrained(pruned, tmp_path / "pruned", tokenizer=tok)
     again = from_pretrained(out)
