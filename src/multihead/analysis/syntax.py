@@ -218,22 +218,14 @@ def attention_maps(
     model: torch.nn.Module, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None
 ) -> list[torch.Tensor]:
     """Every attention layer's weights ``(B, H_l, T, T)`` for one forward of an encoder
-    (``padding_mask`` ``(B, T)``, True = real token), read through the observation points
-    (the forward itself stays on the fast backend). Layers are numbered as
-    :func:`~multihead.analysis.attention_layers` numbers them."""
-    from multihead.analysis.layers import attention_layers
+    (``padding_mask`` ``(B, T)``, True = real token), through
+    :func:`~multihead.analysis.record` (the forward itself stays on the fast backend).
+    Layers are numbered as :func:`~multihead.analysis.attention_layers` numbers them."""
+    from multihead.analysis.record import record
 
-    maps: list[torch.Tensor] = []
-    handles = [
-        mha.add_observer(lambda p: maps.append(p.weights().detach()))
-        for _, mha in attention_layers(model)
-    ]
-    try:
+    with record(model, mode="weights") as rec:
         model(tokens, padding_mask=padding_mask)
-    finally:
-        for h in handles:
-            h.remove()
-    return maps
+    return [w.detach() for w in rec.weights]
 
 
 def syntax_scores(
