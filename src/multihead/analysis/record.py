@@ -43,6 +43,7 @@ from torch import nn
 from multihead import _checks
 from multihead.analysis.layers import attention_layers, resolve_layers
 from multihead.analysis.summary import HeadSummary, Rows
+from multihead.backends import math as math_backend
 from multihead.observation import AttentionPoints
 
 MODES = ("weights", "summary")
@@ -129,17 +130,26 @@ class _Observer:
                     "mode='summary' (per-head statistics in O(T) memory), fewer layers/heads, "
                     "or raise max_bytes"
                 )
-            w = _select(p.weights().detach(), heads)  # (B, H_sel, Tq, Tk)
+            # The map is written block by block over the keys each block may see (the rest
+            # stays 0): under a causal mask that is half the work of the full map.
+            w = p.q.new_zeros(b, len(heads), tq, p.k.shape[2])  # (B, H_sel, Tq, Tk)
+            self._blocks(p, rows, spec["summarize"], w)
             self.rec.maps[self.layer].append(w)
             self.rec.stored_bytes += w.numel() * w.element_size()
-            if spec["summarize"]:
-                allowed = _allowed(p, 0, tq, rows)
-                self._summary(len(heads)).update(w, rows.block(0, tq, _select(allowed, heads)))
             return
-        summary = self._summary(len(heads))
-        for q0, q1, w in p.weights_by_rows(spec["block"]):
-            allowed = _allowed(p, q0, q1, rows)
-            summary.update(_select(w, heads), rows.block(q0, q1, _select(allowed, heads)))
+        self._blocks(p, rows, True, None)
+
+    def _blocks(self, p: AttentionPoints, rows: Rows, summarize: bool, out) -> None:
+        """Compute the weights block by block; write them into ``out`` and/or summarize."""
+        heads = self.rec.heads[self.layer]
+        summary = self._summary(len(heads)) if summarize else None
+        for q0, q1, k0, k1, w, allowed in visible_blocks(p, self.spec["block"]):
+            w = _select(w, heads)  # (B, H_sel, tq, tk)
+            if out is not None:
+                out[:, :, q0:q1, k0:k1] = w
+            if summary is not None:
+                sel = _select(allowed, heads)
+                summary.update(w, rows.block(q0, q1, sel, keys=(k0, k1)))
 
     def _summary(self, num_heads: int) -> HeadSummary:
         s = self.rec.summary[self.layer]
@@ -157,15 +167,55 @@ def _select(t: torch.Tensor | None, heads: list[int] | None) -> torch.Tensor | N
     return t[:, heads]  # (B|1, H_sel, ...)
 
 
-def _allowed(p: AttentionPoints, q0: int, q1: int, rows: Rows) -> torch.Tensor | None:
-    """What the mask allows for query rows ``[q0, q1)``: ``(B|1, H|1, tq, Tk)`` bool or None."""
-    if p.mask.is_empty:
-        return None
-    tq, tk = p.q.shape[2], p.k.shape[2]
-    allowed, _ = p.mask.tile(
-        rows.q_pos[:, q0:q1], 0, tk, q0, q1, dtype=torch.float32, shift=p.mask.align_shift(tq, tk)
-    )
-    return allowed
+def visible_blocks(
+    p: AttentionPoints, block: int
+) -> Iterator[tuple[int, int, int, int, torch.Tensor, torch.Tensor | None]]:
+    """:meth:`AttentionPoints.weights_by_rows` restricted to the keys each block of query rows
+    may see: yields ``(q0, q1, k0, k1, w, allowed)`` with ``w`` ``(B, Hq, q1 - q0, k1 - k0)``
+    the weights of rows ``[q0, q1)`` on keys ``[k0, k1)`` (every other key of these rows has
+    weight 0) and ``allowed`` the mask's tile ``(B|1, Hq|1, q1 - q0, k1 - k0)`` or None.
+    The key range comes from :meth:`AttentionMask.plan_blocks`, so a causal map costs half
+    the full one. Blocks whose rows see no key are skipped."""
+    b, hq, tq, d = p.q.shape
+    k = p.k if p.kv_index is None else p.k.index_select(1, p.kv_index)  # (B, Hkv', Tk, D)
+    tk, hkv = k.shape[2], k.shape[1]
+    if hq == 0 or tq == 0 or tk == 0:
+        return
+    cdt = math_backend.compute_dtype(p.q.dtype)
+    mask = p.mask
+    q_pos = mask.query_pos(tq, tk, p.q.device)  # (1|B, Tq)
+    shift = mask.align_shift(tq, tk)
+    plan = [(q0, min(q0 + block, tq), 0, tk) for q0 in range(0, tq, block)]
+    if not mask.is_empty:
+        plan = [(pb.q0, pb.q1, pb.lo, pb.hi) for pb in mask.plan_blocks(tq, tk, block)]
+    groups = hq // hkv
+    for q0, q1, k0, k1 in plan:
+        if k1 <= k0:
+            continue
+        qb = (p.q[:, :, q0:q1].to(cdt) * p.scale).reshape(b, hkv, groups * (q1 - q0), d)
+        kt = k[:, :, k0:k1].to(cdt).transpose(-1, -2)  # (B, Hkv', D, tk)
+        s = torch.matmul(qb, kt).view(b, hq, q1 - q0, k1 - k0)  # (B, Hq, tq, tk)
+        allowed = bias = None
+        if not mask.is_empty:
+            allowed, bias = mask.tile(q_pos[:, q0:q1], k0, k1, q0, q1, dtype=cdt, shift=shift)
+        if bias is not None:
+            s = s + bias
+        empty = None  # rows with no key to attend, read from the mask as the core does
+        if allowed is not None:
+            s.masked_fill_(~allowed, -torch.inf)
+            empty = ~allowed.any(-1, keepdim=True)  # (B|1, H|1, tq, 1)
+        if bias is not None:
+            none = torch.isneginf(bias).all(-1, keepdim=True)
+            empty = none if empty is None else empty | none
+        if empty is not None:
+            s.masked_fill_(empty, 0.0)
+        w = torch.softmax(s, dim=-1)
+        if empty is not None:
+            w.masked_fill_(empty, 0.0)
+        if p.head_mask is not None:
+            hm = p.head_mask.to(w.dtype)
+            w = w * hm.view(-1 if hm.dim() == 2 else 1, hq, 1, 1)  # (B|1, Hq, 1, 1)
+        yield q0, q1, k0, k1, w, allowed
 
 
 class _State:

@@ -58,10 +58,18 @@ class Rows:
         q_pos = torch.arange(tk - tq, tk).unsqueeze(0)  # (1, tq)
         return Rows(q_pos, torch.arange(tk).unsqueeze(0), tokens=tokens)
 
-    def block(self, q0: int, q1: int, allowed: torch.Tensor | None = None) -> Rows:
-        """Rows ``[q0, q1)`` of these rows (with the block's own ``allowed``)."""
+    def block(
+        self,
+        q0: int,
+        q1: int,
+        allowed: torch.Tensor | None = None,
+        keys: tuple[int, int] | None = None,
+    ) -> Rows:
+        """Rows ``[q0, q1)`` of these rows, with the block's own ``allowed``; ``keys =
+        (k0, k1)`` keeps only those keys (the weights of the block cover only them)."""
         valid = None if self.valid is None else self.valid[:, q0:q1]
-        return Rows(self.q_pos[:, q0:q1], self.k_pos, valid, allowed, self.tokens)
+        k_pos = self.k_pos if keys is None else self.k_pos[:, keys[0] : keys[1]]
+        return Rows(self.q_pos[:, q0:q1], k_pos, valid, allowed, self.tokens)
 
 
 def tokens_at(table: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -77,8 +85,11 @@ def key_index(k_pos: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
     """Index into the keys of the key at position ``wanted`` ``(1|B, n)``, or -1 when no key
     sits there; ``k_pos`` ``(1|B, Tk)``. Returns ``(1|B, n)`` int64."""
     tk = k_pos.shape[1]
-    if k_pos.shape[0] == 1 and torch.equal(k_pos[0], torch.arange(tk, device=k_pos.device)):
-        return torch.where((wanted >= 0) & (wanted < tk), wanted, -1)
+    k0 = int(k_pos[0, 0]) if tk else 0
+    contiguous = torch.arange(k0, k0 + tk, device=k_pos.device)  # keys k0 .. k0 + Tk - 1
+    if k_pos.shape[0] == 1 and k0 >= 0 and torch.equal(k_pos[0], contiguous):
+        idx = wanted - k0
+        return torch.where((idx >= 0) & (idx < tk), idx, -1)
     top = int(k_pos.max().clamp(min=0)) + 1
     # inverse[b, p] = index of the key at position p; column `top` collects empty slots.
     inverse = torch.full((k_pos.shape[0], top + 1), -1, dtype=torch.long, device=k_pos.device)
@@ -193,9 +204,16 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.Tensor]:
-    """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``."""
+    """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``.
+
+    Elementwise passes over ``(B, H, tq, Tk)`` dominate the cost, so each one is reduced at
+    once (einsum) and the log is taken once."""
     rowsum = w.sum(-1)  # (B, H, tq)
-    keep = rowsum > 0
+    if opt.frequencies is not None:
+        top, top_idx = w.max(-1)  # (B, H, tq) each
+    else:
+        top, top_idx = w.amax(-1), None
+    keep = top > 0
     if rows.valid is not None:
         keep = keep & rows.valid[:, None, :]  # (B, H, tq)
 
@@ -206,19 +224,21 @@ def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.
     visible = k_pos[:, None, None, :] >= 0  # (1|B, 1, 1, Tk)
     if rows.allowed is not None:
         visible = visible & rows.allowed
-    ent = -torch.special.xlogy(w, w).sum(-1)  # (B, H, tq)
+    # w log w with log(w + tiny): exact 0 for w = 0, and a relative change below 1e-20 for
+    # any weight above 1e-10 (xlogy is several times slower).
+    ent = -torch.einsum("bhqk,bhqk->bhq", w, torch.log(w + 1e-30))  # (B, H, tq)
     nvis = visible.sum(-1)  # (B|1, H|1, tq)
     many = nvis > 1
+    dist = (q_pos[:, :, None] - k_pos[:, None, :]).abs().to(w.dtype)  # (1|B, tq, Tk)
     out = {
         "rows": total(torch.ones_like(rowsum)),
         "mass": total(rowsum),
         "entropy": total(ent),
         "nent": total(torch.where(many, ent / nvis.clamp(min=2).log(), 0.0)),
         "nent_rows": total(many.expand_as(keep).to(w.dtype)),
-        "max": total(w.amax(-1)),
+        "max": total(top),
+        "distance": total(_rowdot(w, dist)),
     }
-    dist = (q_pos[:, :, None] - k_pos[:, None, :]).abs().to(w.dtype)  # (1|B, tq, Tk)
-    out["distance"] = total((w * dist[:, None]).sum(-1))
     first = _at_positions(w, k_pos, torch.zeros_like(q_pos).unsqueeze(-1))  # (B, H, tq, 1)
     out["first"] = total(first[..., 0])
     wanted = q_pos.unsqueeze(-1) - torch.tensor(opt.offsets, device=q_pos.device)  # (.., tq, n)
@@ -227,8 +247,14 @@ def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.
         at = at.masked_fill(wanted.unsqueeze(1) == 0, 0.0)
     out["offsets"] = torch.where(keep.unsqueeze(-1), at, 0.0).double().sum(dim=(0, 2))
     if rows.tokens is not None:
-        out.update(_token_sums(w, rows, opt, keep, total, rowsum, first[..., 0]))
+        out.update(_token_sums(w, rows, opt, total, rowsum, first[..., 0], top_idx))
     return out
+
+
+def _rowdot(w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """``sum_k w[b, h, q, k] * f[b, q, k]``: ``w`` ``(B, H, tq, Tk)``, ``f`` ``(1|B, tq, Tk)``
+    (shared by the heads) -> ``(B, H, tq)``."""
+    return torch.einsum("bhqk,bqk->bhq", w, f.expand(w.shape[0], -1, -1))
 
 
 def _at_positions(w: torch.Tensor, k_pos: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
@@ -242,7 +268,7 @@ def _at_positions(w: torch.Tensor, k_pos: torch.Tensor, wanted: torch.Tensor) ->
     return torch.where(idx >= 0, got, 0.0)
 
 
-def _token_sums(w, rows: Rows, opt: HeadSummary, keep, total, rowsum, first) -> dict:
+def _token_sums(w, rows: Rows, opt: HeadSummary, total, rowsum, first, top_idx) -> dict:
     """Sums that need the tokens: special, duplicate, induction and rare-token."""
     q_pos, k_pos = rows.q_pos, rows.k_pos
     q_tok = tokens_at(rows.tokens, q_pos)  # (B', tq)
@@ -258,8 +284,8 @@ def _token_sums(w, rows: Rows, opt: HeadSummary, keep, total, rowsum, first) -> 
     out = {
         "tmass": total(rowsum),
         "tfirst": total(first),
-        "duplicate": total((w * dup[:, None]).sum(-1)),
-        "induction": total((w * ind[:, None]).sum(-1)),
+        "duplicate": total(_rowdot(w, dup.to(w.dtype))),
+        "induction": total(_rowdot(w, ind.to(w.dtype))),
     }
     if opt.special_tokens is not None:
         special = torch.tensor(opt.special_tokens, dtype=torch.long, device=k_tok.device)
@@ -273,8 +299,7 @@ def _token_sums(w, rows: Rows, opt: HeadSummary, keep, total, rowsum, first) -> 
         if rows.allowed is not None:
             visible = visible & rows.allowed  # (B|1, H|1, tq, Tk)
         fmin = torch.where(visible, kf[:, None, None, :], math.inf).amin(-1)  # (B, H|1, tq)
-        top = w.argmax(-1)  # (B, H, tq)
-        f_top = kf.gather(1, top.flatten(1)).view_as(top)  # (B, H, tq)
+        f_top = kf.gather(1, top_idx.flatten(1)).view_as(top_idx)  # (B, H, tq)
         out["rare"] = total((f_top <= fmin).to(w.dtype))
         out["rare_rows"] = total(torch.ones_like(rowsum))
     return out
