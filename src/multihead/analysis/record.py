@@ -154,8 +154,8 @@ class _Observer:
     def _summary(self, num_heads: int) -> HeadSummary:
         s = self.rec.summary[self.layer]
         if s is None:
-            opts = {k: self.spec[k] for k in ("max_offset", "special_tokens", "frequencies")}
-            s = HeadSummary(num_heads, exclude_first=self.spec["exclude_first"], **opts)
+            names = ("max_offset", "special_tokens", "frequencies", "exclude_first", "pairs")
+            s = HeadSummary(num_heads, **{k: self.spec[k] for k in names})
             self.rec.summary[self.layer] = s
         return s
 
@@ -311,6 +311,7 @@ def record(
     special_tokens: Sequence[int] | None = None,
     frequencies: torch.Tensor | None = None,
     exclude_first: bool = False,
+    pairs: bool = False,
 ) -> Iterator[Recording]:
     """Record attention of ``model``'s MultiHeadAttention layers while the block runs.
 
@@ -324,8 +325,9 @@ def record(
         max_bytes: weights mode refuses (MemoryError, before computing) to keep more maps
             than this; default :func:`default_max_bytes`.
         summarize: also accumulate the summary in weights mode (always on in summary mode).
-        max_offset, special_tokens, frequencies, exclude_first: options of
-            :class:`~multihead.analysis.summary.HeadSummary`.
+        max_offset, special_tokens, frequencies, exclude_first, pairs: options of
+            :class:`~multihead.analysis.summary.HeadSummary` (``pairs``: the divergence
+            between every two heads of a layer).
 
     Yields:
         a :class:`Recording`. Observers and hooks are removed on exit, exceptions included.
@@ -344,7 +346,7 @@ def record(
     state = _State()
     spec = dict(mode=mode, block=block, max_bytes=limit, summarize=summarize)
     spec.update(max_offset=max_offset, special_tokens=special_tokens, frequencies=frequencies)
-    spec["exclude_first"] = exclude_first
+    spec.update(exclude_first=exclude_first, pairs=pairs)
     handles = [model.register_forward_pre_hook(state.pre_hook, with_kwargs=True)]
     try:
         for i in ids:

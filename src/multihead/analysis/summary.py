@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from multihead import _checks
+from multihead.analysis.redundancy import js_sums
 
 
 @dataclass
@@ -109,6 +110,9 @@ class HeadSummary:
         frequencies: ``(V,)`` token counts (or frequencies) for the rare-token score.
         exclude_first: leave the first token (key position 0) out of the pattern scores
             (offsets, duplicate, induction): TransformerLens's ``exclude_bos``.
+        pairs: also sum the Jensen-Shannon divergence between every two heads' rows
+            (:func:`~multihead.analysis.redundancy.js_sums`; costs about H times the rest),
+            read with :meth:`divergence`.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class HeadSummary:
         special_tokens: Iterable[int] | None = None,
         frequencies: torch.Tensor | None = None,
         exclude_first: bool = False,
+        pairs: bool = False,
     ) -> None:
         self.num_heads = _checks.require_nonnegative_int("num_heads", num_heads)
         self.max_offset = _checks.require_nonnegative_int("max_offset", max_offset)
@@ -135,10 +140,25 @@ class HeadSummary:
         names += ("special", "tmass", "tfirst", "duplicate", "induction", "rare", "rare_rows")
         self.sums: dict[str, torch.Tensor] = {n: torch.zeros(h, dtype=torch.float64) for n in names}
         self.sums["offsets"] = torch.zeros(h, len(self.offsets), dtype=torch.float64)
+        self.pairs = _checks.require_bool("pairs", pairs)
+        if pairs:
+            self.sums["js"] = torch.zeros(h, h, dtype=torch.float64)
+            self.sums["js_rows"] = torch.zeros(h, h, dtype=torch.float64)
+
+    def divergence(self) -> torch.Tensor:
+        """Mean row Jensen-Shannon divergence between every two heads, ``(H, H)`` float64
+        (NaN where no row counted for both); needs ``pairs=True``."""
+        if not self.pairs:
+            raise ValueError("this summary was made with pairs=False; it has no divergences")
+        return _ratio(self.sums["js"], self.sums["js_rows"])
 
     def merge(self, other: HeadSummary) -> None:
         """Add ``other``'s sums (same heads and options) to these."""
-        if other.num_heads != self.num_heads or other.offsets != self.offsets:
+        if (other.num_heads, other.offsets, other.pairs) != (
+            self.num_heads,
+            self.offsets,
+            self.pairs,
+        ):
             raise ValueError(
                 f"cannot merge a summary of {other.num_heads} heads and offsets up to "
                 f"{other.max_offset} into one of {self.num_heads} heads and {self.max_offset}"
@@ -248,6 +268,8 @@ def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.
     out["offsets"] = torch.where(keep.unsqueeze(-1), at, 0.0).double().sum(dim=(0, 2))
     if rows.tokens is not None:
         out.update(_token_sums(w, rows, opt, total, rowsum, first[..., 0], top_idx))
+    if opt.pairs:
+        out["js"], out["js_rows"] = js_sums(w, w, query_mask=rows.valid)
     return out
 
 
