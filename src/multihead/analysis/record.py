@@ -143,13 +143,15 @@ class _Observer:
         """Compute the weights block by block; write them into ``out`` and/or summarize."""
         heads = self.rec.heads[self.layer]
         summary = self._summary(len(heads)) if summarize else None
-        for q0, q1, k0, k1, w, allowed in visible_blocks(p, self.spec["block"]):
+        for q0, q1, k0, k1, w, allowed, ent in visible_blocks(p, self.spec["block"]):
             w = _select(w, heads)  # (B, H_sel, tq, tk)
             if out is not None:
                 out[:, :, q0:q1, k0:k1] = w
             if summary is not None:
                 sel = _select(allowed, heads)
-                summary.update(w, rows.block(q0, q1, sel, keys=(k0, k1)))
+                block = rows.block(q0, q1, sel, keys=(k0, k1))
+                summary.update(w, block, entropy=_select(ent, heads))
+            del w  # before the next block is computed
 
     def _summary(self, num_heads: int) -> HeadSummary:
         s = self.rec.summary[self.layer]
@@ -169,11 +171,12 @@ def _select(t: torch.Tensor | None, heads: list[int] | None) -> torch.Tensor | N
 
 def visible_blocks(
     p: AttentionPoints, block: int
-) -> Iterator[tuple[int, int, int, int, torch.Tensor, torch.Tensor | None]]:
+) -> Iterator[tuple[int, int, int, int, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
     """:meth:`AttentionPoints.weights_by_rows` restricted to the keys each block of query rows
-    may see: yields ``(q0, q1, k0, k1, w, allowed)`` with ``w`` ``(B, Hq, q1 - q0, k1 - k0)``
-    the weights of rows ``[q0, q1)`` on keys ``[k0, k1)`` (every other key of these rows has
-    weight 0) and ``allowed`` the mask's tile ``(B|1, Hq|1, q1 - q0, k1 - k0)`` or None.
+    may see: yields ``(q0, q1, k0, k1, w, allowed, ent)`` with ``w`` ``(B, Hq, q1 - q0, k1 -
+    k0)`` the weights of rows ``[q0, q1)`` on keys ``[k0, k1)`` (every other key of these rows
+    has weight 0), ``allowed`` the mask's tile ``(B|1, Hq|1, q1 - q0, k1 - k0)`` or None and
+    ``ent`` ``(B, Hq, q1 - q0)`` each row's entropy ``-sum w log w``.
     The key range comes from :meth:`AttentionMask.plan_blocks`, so a causal map costs half
     the full one. Blocks whose rows see no key are skipped."""
     b, hq, tq, d = p.q.shape
@@ -198,24 +201,46 @@ def visible_blocks(
         allowed = bias = None
         if not mask.is_empty:
             allowed, bias = mask.tile(q_pos[:, q0:q1], k0, k1, q0, q1, dtype=cdt, shift=shift)
-        if bias is not None:
-            s = s + bias
-        empty = None  # rows with no key to attend, read from the mask as the core does
-        if allowed is not None:
-            s.masked_fill_(~allowed, -torch.inf)
-            empty = ~allowed.any(-1, keepdim=True)  # (B|1, H|1, tq, 1)
-        if bias is not None:
-            none = torch.isneginf(bias).all(-1, keepdim=True)
-            empty = none if empty is None else empty | none
-        if empty is not None:
-            s.masked_fill_(empty, 0.0)
-        w = torch.softmax(s, dim=-1)
-        if empty is not None:
-            w.masked_fill_(empty, 0.0)
+        w, ent = softmax_entropy(s, allowed, bias)
+        del s  # peak memory: two (B, Hq, block, Tk) tensors at most
         if p.head_mask is not None:
-            hm = p.head_mask.to(w.dtype)
-            w = w * hm.view(-1 if hm.dim() == 2 else 1, hq, 1, 1)  # (B|1, Hq, 1, 1)
-        yield q0, q1, k0, k1, w, allowed
+            # Scaled rows c * w: -sum c w log(c w) = c H(w) - c log c.
+            c = p.head_mask.to(w.dtype)
+            c = c.view(-1 if c.dim() == 2 else 1, hq, 1)  # (B|1, Hq, 1)
+            w = w * c.unsqueeze(-1)  # (B, Hq, tq, tk)
+            ent = c * ent - torch.special.xlogy(c, c)
+        yield q0, q1, k0, k1, w, allowed, ent
+        del w
+
+
+def softmax_entropy(
+    s: torch.Tensor, allowed: torch.Tensor | None, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax of scores ``s`` ``(B, H, tq, tk)`` over the allowed keys (``allowed``
+    ``(B|1, H|1, tq, tk)`` bool, True = may attend; ``bias`` added first) and each row's
+    entropy ``-sum w log w`` ``(B, H, tq)``, from ``log w = (s - max) - log z`` so no log of
+    the map is taken: ``H = log z - sum_k w (s - max)``. ``s`` is overwritten. Rows with no
+    allowed key get weights 0 (as the core gives them) and entropy 0."""
+    low = torch.finfo(s.dtype).min  # finite, so that w * (s - max) is 0, not NaN, off-mask
+    if bias is not None:
+        s = s + bias
+        s.masked_fill_(torch.isneginf(s), low)
+    empty = None  # rows with no key to attend, read from the mask as the core does
+    if allowed is not None:
+        s.masked_fill_(~allowed, low)
+        empty = ~allowed.any(-1)  # (B|1, H|1, tq)
+    if bias is not None:
+        none = torch.isneginf(bias).all(-1)
+        empty = none if empty is None else empty | none
+    s.sub_(s.amax(-1, keepdim=True))  # s - max <= 0
+    w = torch.exp(s)
+    z = w.sum(-1, keepdim=True)  # (B, H, tq, 1)
+    w.div_(z)
+    ent = z[..., 0].log() - torch.einsum("bhqk,bhqk->bhq", w, s)  # (B, H, tq)
+    if empty is not None and bool(empty.any()):
+        w.masked_fill_(empty.unsqueeze(-1), 0.0)
+        ent = ent.masked_fill(empty, 0.0)
+    return w, ent
 
 
 class _State:
@@ -342,6 +367,8 @@ def record(
     summarize = mode == "summary" or bool(summarize)
     ids = resolve_layers(model, layers)
     modules = [m for _, m in attention_layers(model)]
+    if isinstance(heads, Mapping):  # negative layer ids count from the end here too
+        heads = {resolve_layers(model, [k])[0]: v for k, v in heads.items()}
     rec = Recording(len(modules), ids, _resolve_heads(modules, ids, heads))
     state = _State()
     spec = dict(mode=mode, block=block, max_bytes=limit, summarize=summarize)

@@ -166,8 +166,10 @@ class HeadSummary:
         for name, value in other.sums.items():
             self.sums[name] += value
 
-    def update(self, w: torch.Tensor, rows: Rows) -> None:
-        """Add the rows of ``w`` ``(B, H, tq, Tk)`` (weights of the query rows ``rows``)."""
+    def update(self, w: torch.Tensor, rows: Rows, *, entropy: torch.Tensor | None = None) -> None:
+        """Add the rows of ``w`` ``(B, H, tq, Tk)`` (weights of the query rows ``rows``);
+        ``entropy`` ``(B, H, tq)`` gives each row's ``-sum w log w`` when the caller has it
+        (computed here otherwise)."""
         _checks.require_rank("weights", w, 4, "(B, H, Tq, Tk)")
         if w.shape[1] != self.num_heads:
             raise ValueError(
@@ -179,7 +181,7 @@ class HeadSummary:
         # Rows reduce in float32 (float64 maps stay float64); rows add up in float64.
         w = w.detach()
         w = w if w.dtype in (torch.float32, torch.float64) else w.float()
-        for name, value in _row_sums(w, rows, self).items():
+        for name, value in _row_sums(w, rows, self, entropy).items():
             self.sums[name] += value.to(self.sums[name].device)
 
     def scores(self) -> dict[str, torch.Tensor]:
@@ -223,7 +225,9 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp(min=1e-300), math.nan)
 
 
-def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.Tensor]:
+def _row_sums(
+    w: torch.Tensor, rows: Rows, opt: HeadSummary, ent: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
     """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``.
 
     Elementwise passes over ``(B, H, tq, Tk)`` dominate the cost, so each one is reduced at
@@ -246,7 +250,8 @@ def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.
         visible = visible & rows.allowed
     # w log w with log(w + tiny): exact 0 for w = 0, and a relative change below 1e-20 for
     # any weight above 1e-10 (xlogy is several times slower).
-    ent = -torch.einsum("bhqk,bhqk->bhq", w, torch.log(w + 1e-30))  # (B, H, tq)
+    if ent is None:
+        ent = -torch.einsum("bhqk,bhqk->bhq", w, torch.add(w, 1e-30).log_())  # (B, H, tq)
     nvis = visible.sum(-1)  # (B|1, H|1, tq)
     many = nvis > 1
     dist = (q_pos[:, :, None] - k_pos[:, None, :]).abs().to(w.dtype)  # (1|B, tq, Tk)
