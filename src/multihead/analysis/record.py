@@ -47,6 +47,7 @@ from multihead.backends import math as math_backend
 from multihead.observation import AttentionPoints
 
 MODES = ("weights", "summary")
+BLOCK_ELEMENTS = 1 << 22  # scores per block (16 MiB in float32)
 
 
 def default_max_bytes() -> int:
@@ -185,6 +186,9 @@ def visible_blocks(
     if hq == 0 or tq == 0 or tk == 0:
         return
     cdt = math_backend.compute_dtype(p.q.dtype)
+    # At most BLOCK_ELEMENTS scores per block: long inputs take fewer rows at a time, so the
+    # block's few (B, Hq, rows, Tk) temporaries stay small beside the forward's own memory.
+    block = max(1, min(block, BLOCK_ELEMENTS // (b * hq * tk)))
     mask = p.mask
     q_pos = mask.query_pos(tq, tk, p.q.device)  # (1|B, Tq)
     shift = mask.align_shift(tq, tk)
@@ -346,7 +350,8 @@ def record(
         heads: query heads to keep: a sequence for every recorded layer, or
             ``{layer: sequence}`` (indices into the layer's current heads).
         mode: ``"weights"`` keeps the maps; ``"summary"`` keeps per-head sums only.
-        block: query rows per block in summary mode.
+        block: query rows per block (at most; fewer when a block would hold more than
+            :data:`BLOCK_ELEMENTS` scores).
         max_bytes: weights mode refuses (MemoryError, before computing) to keep more maps
             than this; default :func:`default_max_bytes`.
         summarize: also accumulate the summary in weights mode (always on in summary mode).
