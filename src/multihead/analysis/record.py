@@ -131,10 +131,13 @@ class _Observer:
                     "mode='summary' (per-head statistics in O(T) memory), fewer layers/heads, "
                     "or raise max_bytes"
                 )
-            # The map is written block by block over the keys each block may see (the rest
-            # stays 0): under a causal mask that is half the work of the full map.
-            w = p.q.new_zeros(b, len(heads), tq, p.k.shape[2])  # (B, H_sel, Tq, Tk)
-            self._blocks(p, rows, spec["summarize"], w)
+            if spec["summarize"]:
+                # Written block by block over the keys each block may see (the rest stays 0),
+                # summarised on the way.
+                w = p.q.new_zeros(b, len(heads), tq, p.k.shape[2])  # (B, H_sel, Tq, Tk)
+                self._blocks(p, rows, True, w)
+            else:  # the core's own weights: one matmul and softmax, the fastest when kept
+                w = _select(p.weights().detach(), heads)  # (B, H_sel, Tq, Tk)
             self.rec.maps[self.layer].append(w)
             self.rec.stored_bytes += w.numel() * w.element_size()
             return

@@ -21,8 +21,8 @@ repeated-random-tokens task); their threshold is lower because the first half of
 sequence has no earlier copy to attend to: at most about half of the rows can follow the
 pattern (a perfect head scores about 0.5), while a head that ignores content puts about 1/q
 of row q's attention on the one expected key (well under 0.1 beyond the first few rows); 0.2
-names a head that puts 40 % of its attention on the copy wherever there is one. Change any threshold with
-:class:`RoleThresholds`.
+names a head that puts 40 % of its attention on the copy wherever there is one. Change any
+threshold with :class:`RoleThresholds`.
 
 Example:
     >>> head_roles({"previous_token": 0.9, "sink": 0.05, "normalized_entropy": 0.2})
