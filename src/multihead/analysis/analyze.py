@@ -148,6 +148,9 @@ def analyze(
         "exclude_first": exclude_first,
         "thresholds": dataclasses.asdict(thresholds or RoleThresholds()),
     }
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_dict"):
+        info["config"] = config.to_dict()
     if redundancy is not None:
         info["redundancy"] = {
             "threshold": redundancy,
