@@ -234,7 +234,11 @@ def softmax_entropy(
         s.masked_fill_(torch.isneginf(s), low)
     empty = None  # rows with no key to attend, read from the mask as the core does
     if allowed is not None:
-        s.masked_fill_(~allowed, low)
+        blocked = ~allowed
+        cols = blocked.flatten(0, 2).any(0).nonzero()  # key columns with a blocked pair
+        if len(cols):  # fill only those columns (under causal: the block's own diagonal tile)
+            c0, c1 = int(cols[0]), int(cols[-1]) + 1
+            s[..., c0:c1].masked_fill_(blocked[..., c0:c1], low)
         empty = ~allowed.any(-1)  # (B|1, H|1, tq)
     if bias is not None:
         none = torch.isneginf(bias).all(-1)
