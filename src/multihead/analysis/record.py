@@ -135,26 +135,25 @@ class _Observer:
                 # Written block by block over the keys each block may see (the rest stays 0),
                 # summarised on the way.
                 w = p.q.new_zeros(b, len(heads), tq, p.k.shape[2])  # (B, H_sel, Tq, Tk)
-                self._blocks(p, rows, True, w)
+                self._blocks(p, rows, w)
             else:  # the core's own weights: one matmul and softmax, the fastest when kept
                 w = _select(p.weights().detach(), heads)  # (B, H_sel, Tq, Tk)
             self.rec.maps[self.layer].append(w)
             self.rec.stored_bytes += w.numel() * w.element_size()
             return
-        self._blocks(p, rows, True, None)
+        self._blocks(p, rows, None)
 
-    def _blocks(self, p: AttentionPoints, rows: Rows, summarize: bool, out) -> None:
-        """Compute the weights block by block; write them into ``out`` and/or summarize."""
+    def _blocks(self, p: AttentionPoints, rows: Rows, out: torch.Tensor | None) -> None:
+        """Compute the weights block by block, summarise them, and write them into ``out``
+        ``(B, H_sel, Tq, Tk)`` when given."""
         heads = self.rec.heads[self.layer]
-        summary = self._summary(len(heads)) if summarize else None
+        summary = self._summary(len(heads))
         for q0, q1, k0, k1, w, allowed, ent in visible_blocks(p, self.spec["block"]):
             w = _select(w, heads)  # (B, H_sel, tq, tk)
             if out is not None:
                 out[:, :, q0:q1, k0:k1] = w
-            if summary is not None:
-                sel = _select(allowed, heads)
-                block = rows.block(q0, q1, sel, keys=(k0, k1))
-                summary.update(w, block, entropy=_select(ent, heads))
+            block = rows.block(q0, q1, _select(allowed, heads), keys=(k0, k1))
+            summary.update(w, block, entropy=_select(ent, heads))
             del w  # before the next block is computed
 
     def _summary(self, num_heads: int) -> HeadSummary:
