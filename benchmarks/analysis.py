@@ -8,8 +8,9 @@ On a 12-layer, width 512, 8-head DecoderLM (byte vocabulary), one thread, no_gra
 Times are interleaved shuffled rounds in one process (:func:`multihead_apps.bench.timing.
 interleave`): the ratio is the median of per-round ratios, with its range. Peak memory is each
 case run alone in a fresh subprocess (one warm-up forward at T=16, then the case): its peak
-resident set (``ru_maxrss``), and the same minus the process's resident set before the case
-(the model and libraries), so the ratio of what the forward itself adds is shown too.
+resident set (VmHWM; ``ru_maxrss`` would report the parent's peak), and the same minus the
+peak before the case (the model and libraries), so the ratio of what the forward itself adds
+is shown too.
 
 Command (the lead's quiet-machine run; appends to benchmarks/RESULTS.md)::
 
@@ -68,16 +69,28 @@ def case(model: DecoderLM, kind: str, tokens: torch.Tensor, block: int):
     return {"forward": forward, "weights": weights, "summary": summary}[kind]
 
 
+def peak_kib() -> int:
+    """This process's peak resident set in KiB: VmHWM from /proc (it starts afresh at exec,
+    while ``ru_maxrss`` keeps the forking parent's peak on Linux), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(args: argparse.Namespace) -> None:
     """Run one case in this (fresh) process and print its peak memory as JSON."""
     torch.set_num_threads(args.threads)
     model = build(args.layers, args.d_model, args.heads, args.t)
     case(model, args.kind, torch.randint(0, 256, (1, 16)), args.block)()  # warm-up, small
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = peak_kib()
     t0 = time.perf_counter()
     case(model, args.kind, torch.randint(0, 256, (1, args.t)), args.block)()
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kib()
     print(json.dumps({"peak_kib": peak, "before_kib": before, "seconds": seconds}))
 
 
@@ -147,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         f, c = mem["forward"], mem[kind]
         total = c["peak_kib"] / f["peak_kib"]
         added_f = f["peak_kib"] - f["before_kib"]
-        # ru_maxrss only grows: a forward that stays under the process's earlier peak adds 0.
+        # The peak only grows: a forward under the process's earlier peak adds nothing.
         added = "n/a" if added_f < 1024 else f"{(c['peak_kib'] - c['before_kib']) / added_f:.3f}"
         lines.append(
             f"| {kind} | {t} | {tm['forward_s']:.3f} | {tm[f'{kind}_s']:.3f} | "
