@@ -51,7 +51,7 @@ def token_ids(
         if tokenizer is None and not byte_level:
             raise ValueError(
                 f"tokens is a text but the model (vocab_size={vocab}) is not byte-level and no "
-                "tokenizer was given; pass tokenizer= or token ids"
+                "tokenizer was given; pass a tokenizer, or token ids (multihead view --ids)"
             )
         if byte_level:
             tokens = tokens.encode("utf-8")
