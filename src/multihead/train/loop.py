@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from multihead import _checks
 from multihead.attention import MultiHeadAttention
-from multihead.checkpoint import prepare_output_dir
+from multihead.checkpoint import LATEST, prepare_output_dir
 from multihead.data import IGNORE
 from multihead.models import DecoderConfig, DecoderLM
 from multihead.optim import make_optimizer
@@ -29,7 +29,7 @@ from multihead.train.clock import TokenRate, TrainingClock
 from multihead.train.config import TrainConfig
 from multihead.train.data import TrainData
 from multihead.train.evaluate import eval_record, evaluating, score_batches
-from multihead.train.log import RunLog
+from multihead.train.log import LOG, RunLog
 from multihead.train.schedule import drophead_at, lr_at
 from multihead.train.world import World, all_mean, from_main, setup_world
 
@@ -118,6 +118,8 @@ def train(
             step and the last good checkpoint.
         ValueError: bad configs, data or output directory; a resume into different configs
             or from a checkpoint already at ``config.steps``.
+        FileExistsError: a fresh run (no ``resume``) into a directory that already holds a
+            run's checkpoints or log; nothing there is touched.
     """
     run = start_run(
         model_config,
@@ -160,6 +162,16 @@ def _check(model_config: DecoderConfig, config: TrainConfig) -> None:
         )
 
 
+def _refuse_existing_run(out: Path) -> None:
+    """A fresh run never writes over another run's checkpoints and log (nothing is lost)."""
+    held = [name for name in (LATEST, LOG) if (out / name).exists()]
+    if held:
+        raise FileExistsError(
+            f"output directory {str(out)!r} already holds a run ({', '.join(held)}); continue "
+            f"it with --resume {out}, or give a new --out (or delete that directory first)"
+        )
+
+
 def start_run(
     model_config: DecoderConfig,
     config: TrainConfig,
@@ -178,6 +190,8 @@ def start_run(
     # A bad output path fails now, not at the first checkpoint, and in every process alike
     # (one failing alone would leave the others waiting in a collective).
     prepare_output_dir(out)
+    if resume is None:
+        _refuse_existing_run(out)
     if config.batch_size % (world.size * config.grad_accum):
         raise ValueError(
             f"batch_size={config.batch_size} must be divisible by world size x grad_accum = "

@@ -1,0 +1,280 @@
+"""Per-head summary statistics: sums over query rows that accumulate over blocks and batches.
+
+Every score of :mod:`multihead.analysis.scores` is a ratio of two sums over query rows (see
+:meth:`HeadSummary.scores`), so a :class:`HeadSummary` can be fed one block of rows at a time
+(``mode="summary"`` of :func:`~multihead.analysis.record`, memory O(H * block * Tk)) or whole
+maps (``mode="weights"``, or the score functions on a given map) and gives the same numbers.
+Each row's own reduction over the keys is the same in both; only the order in which rows are
+added (in float64) differs.
+
+Legend: B batch, H heads, tq rows of the block, Tk keys, P positions. Mask polarity: True =
+may attend. A query row counts when it is valid (not padding) and its weights sum to more
+than 0 (a row with no key to attend to, or a head masked to 0, has weight 0 everywhere).
+
+Example:
+    >>> import torch
+    >>> w = torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]]])      # (B=1, H=1, Tq=2, Tk=2)
+    >>> s = HeadSummary(1)
+    >>> s.update(w, Rows.plain(2, 2))
+    >>> round(float(s.scores()["confidence"][0]), 3)        # mean max weight: (1 + 0.5) / 2
+    0.75
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from multihead import _checks
+
+
+@dataclass
+class Rows:
+    """A block of query rows: what the statistics need besides the weights.
+
+    Attributes:
+        q_pos: positions of the rows' queries ``(1 | B, tq)`` int64.
+        k_pos: positions of the keys ``(1 | B, Tk)`` int64; -1 = an empty cache slot.
+        valid: ``(1 | B, tq)`` bool, False = a padded query that does not count; None = all.
+        allowed: ``(B|1, H|1, tq, Tk)`` bool, True = the query may attend the key (what the
+            mask allows); None = every key with a position >= 0.
+        tokens: ``(1 | B, P)`` int64, the token at each position (-1 = unknown); None when
+            the tokens are unknown (the token scores are then NaN).
+    """
+
+    q_pos: torch.Tensor
+    k_pos: torch.Tensor
+    valid: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+
+    @staticmethod
+    def plain(tq: int, tk: int, *, tokens: torch.Tensor | None = None) -> Rows:
+        """Self-attention rows without a cache: keys at ``0 .. Tk-1``, queries aligned at the
+        bottom right (``Tk - Tq .. Tk - 1``, i.e. ``0 .. T-1`` when ``Tq == Tk``)."""
+        q_pos = torch.arange(tk - tq, tk).unsqueeze(0)  # (1, tq)
+        return Rows(q_pos, torch.arange(tk).unsqueeze(0), tokens=tokens)
+
+    def block(self, q0: int, q1: int, allowed: torch.Tensor | None = None) -> Rows:
+        """Rows ``[q0, q1)`` of these rows (with the block's own ``allowed``)."""
+        valid = None if self.valid is None else self.valid[:, q0:q1]
+        return Rows(self.q_pos[:, q0:q1], self.k_pos, valid, allowed, self.tokens)
+
+
+def tokens_at(table: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """The tokens of ``table`` ``(1|B, P)`` at positions ``pos`` ``(1|B, n)``: ``(B, n)``,
+    -1 where the position is negative or past the table."""
+    b = max(table.shape[0], pos.shape[0])
+    inside = (pos >= 0) & (pos < table.shape[1])
+    got = table.expand(b, -1).gather(1, pos.clamp(0, table.shape[1] - 1).expand(b, -1))
+    return torch.where(inside, got, -1)  # (B, n)
+
+
+def key_index(k_pos: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    """Index into the keys of the key at position ``wanted`` ``(1|B, n)``, or -1 when no key
+    sits there; ``k_pos`` ``(1|B, Tk)``. Returns ``(1|B, n)`` int64."""
+    tk = k_pos.shape[1]
+    if k_pos.shape[0] == 1 and torch.equal(k_pos[0], torch.arange(tk, device=k_pos.device)):
+        return torch.where((wanted >= 0) & (wanted < tk), wanted, -1)
+    top = int(k_pos.max().clamp(min=0)) + 1
+    # inverse[b, p] = index of the key at position p; column `top` collects empty slots.
+    inverse = torch.full((k_pos.shape[0], top + 1), -1, dtype=torch.long, device=k_pos.device)
+    slots = torch.where(k_pos >= 0, k_pos, top)  # (1|B, Tk)
+    inverse.scatter_(1, slots, torch.arange(tk, device=k_pos.device).expand_as(slots))
+    inverse[:, top] = -1
+    return tokens_at(inverse, wanted.clamp(max=top))
+
+
+class HeadSummary:
+    """Per-head sums over query rows (float64), for ``num_heads`` heads.
+
+    Args:
+        num_heads: H.
+        max_offset: offsets ``-max_offset .. max_offset`` get a positional score.
+        special_tokens: token ids whose attention :func:`special_token_score` measures.
+        frequencies: ``(V,)`` token counts (or frequencies) for the rare-token score.
+        exclude_first: leave the first token (key position 0) out of the pattern scores
+            (offsets, duplicate, induction): TransformerLens's ``exclude_bos``.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        *,
+        max_offset: int = 8,
+        special_tokens: Iterable[int] | None = None,
+        frequencies: torch.Tensor | None = None,
+        exclude_first: bool = False,
+    ) -> None:
+        self.num_heads = _checks.require_nonnegative_int("num_heads", num_heads)
+        self.max_offset = _checks.require_nonnegative_int("max_offset", max_offset)
+        self.special_tokens = None if special_tokens is None else sorted(set(special_tokens))
+        if frequencies is not None:
+            _checks.require_tensor("frequencies", frequencies)
+            _checks.require_rank("frequencies", frequencies, 1, "(V,) token counts")
+            frequencies = frequencies.detach().to(torch.float64)
+        self.frequencies = frequencies
+        self.exclude_first = _checks.require_bool("exclude_first", exclude_first)
+        self.offsets = list(range(-self.max_offset, self.max_offset + 1))
+        h = num_heads
+        names = ("rows", "mass", "first", "entropy", "nent", "nent_rows", "max", "distance")
+        names += ("special", "tmass", "tfirst", "duplicate", "induction", "rare", "rare_rows")
+        self.sums: dict[str, torch.Tensor] = {n: torch.zeros(h, dtype=torch.float64) for n in names}
+        self.sums["offsets"] = torch.zeros(h, len(self.offsets), dtype=torch.float64)
+
+    def merge(self, other: HeadSummary) -> None:
+        """Add ``other``'s sums (same heads and options) to these."""
+        if other.num_heads != self.num_heads or other.offsets != self.offsets:
+            raise ValueError(
+                f"cannot merge a summary of {other.num_heads} heads and offsets up to "
+                f"{other.max_offset} into one of {self.num_heads} heads and {self.max_offset}"
+            )
+        for name, value in other.sums.items():
+            self.sums[name] += value
+
+    def update(self, w: torch.Tensor, rows: Rows) -> None:
+        """Add the rows of ``w`` ``(B, H, tq, Tk)`` (weights of the query rows ``rows``)."""
+        _checks.require_rank("weights", w, 4, "(B, H, Tq, Tk)")
+        if w.shape[1] != self.num_heads:
+            raise ValueError(
+                f"weights have {w.shape[1]} heads ({tuple(w.shape)}) but the summary has "
+                f"{self.num_heads}"
+            )
+        if w.shape[2] == 0 or w.shape[0] == 0:
+            return
+        # Rows reduce in float32 (float64 maps stay float64); rows add up in float64.
+        w = w.detach()
+        w = w if w.dtype in (torch.float32, torch.float64) else w.float()
+        for name, value in _row_sums(w, rows, self).items():
+            self.sums[name] += value.to(self.sums[name].device)
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        """Every score, ``{name: (H,) float64}`` (NaN where nothing was counted). Named as
+        :mod:`multihead.analysis.scores` documents them; ``offset_scores`` is ``(H, 2K+1)``
+        for the offsets ``-K .. K`` and ``positional_offset`` the best offset other than
+        +-1 (whose score is ``positional``)."""
+        s = self.sums
+        den = s["mass"] - s["first"] if self.exclude_first else s["mass"]
+        tden = s["tmass"] - s["tfirst"] if self.exclude_first else s["tmass"]
+        off = _ratio(s["offsets"], den.unsqueeze(1))  # (H, 2K+1)
+        out = {
+            "entropy": _ratio(s["entropy"], s["rows"]),
+            "normalized_entropy": _ratio(s["nent"], s["nent_rows"]),
+            "confidence": _ratio(s["max"], s["rows"]),
+            "mean_distance": _ratio(s["distance"], s["mass"]),
+            "sink": _ratio(s["first"], s["mass"]),
+            "previous_token": off[:, self.offsets.index(1)] if self.max_offset else _nan(s),
+            "next_token": off[:, self.offsets.index(-1)] if self.max_offset else _nan(s),
+            "duplicate_token": _ratio(s["duplicate"], tden),
+            "induction": _ratio(s["induction"], tden),
+            "offset_scores": off,
+        }
+        others = [i for i, k in enumerate(self.offsets) if k not in (1, -1)]
+        best = off[:, others].nan_to_num(-1.0).max(dim=1)
+        out["positional"] = torch.where(best.values < 0, math.nan, best.values)
+        ks = torch.tensor([self.offsets[i] for i in others], dtype=torch.float64)
+        out["positional_offset"] = ks[best.indices]
+        if self.special_tokens is not None:
+            out["special_token"] = _ratio(s["special"], s["tmass"])
+        if self.frequencies is not None:
+            out["rare_token"] = _ratio(s["rare"], s["rare_rows"])
+        return out
+
+
+def _nan(s: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.full_like(s["rows"], math.nan)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    return torch.where(den > 0, num / den.clamp(min=1e-300), math.nan)
+
+
+def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.Tensor]:
+    """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``."""
+    rowsum = w.sum(-1)  # (B, H, tq)
+    keep = rowsum > 0
+    if rows.valid is not None:
+        keep = keep & rows.valid[:, None, :]  # (B, H, tq)
+
+    def total(x: torch.Tensor) -> torch.Tensor:  # (B|1, H|1, tq) -> (H,) float64
+        return torch.where(keep, x, 0.0).double().sum(dim=(0, 2))
+
+    q_pos, k_pos = rows.q_pos, rows.k_pos
+    visible = k_pos[:, None, None, :] >= 0  # (1|B, 1, 1, Tk)
+    if rows.allowed is not None:
+        visible = visible & rows.allowed
+    ent = -torch.special.xlogy(w, w).sum(-1)  # (B, H, tq)
+    nvis = visible.sum(-1)  # (B|1, H|1, tq)
+    many = nvis > 1
+    out = {
+        "rows": total(torch.ones_like(rowsum)),
+        "mass": total(rowsum),
+        "entropy": total(ent),
+        "nent": total(torch.where(many, ent / nvis.clamp(min=2).log(), 0.0)),
+        "nent_rows": total(many.expand_as(keep).to(w.dtype)),
+        "max": total(w.amax(-1)),
+    }
+    dist = (q_pos[:, :, None] - k_pos[:, None, :]).abs().to(w.dtype)  # (1|B, tq, Tk)
+    out["distance"] = total((w * dist[:, None]).sum(-1))
+    first = _at_positions(w, k_pos, torch.zeros_like(q_pos).unsqueeze(-1))  # (B, H, tq, 1)
+    out["first"] = total(first[..., 0])
+    wanted = q_pos.unsqueeze(-1) - torch.tensor(opt.offsets, device=q_pos.device)  # (.., tq, n)
+    at = _at_positions(w, k_pos, wanted)  # (B, H, tq, n)
+    if opt.exclude_first:
+        at = at.masked_fill(wanted.unsqueeze(1) == 0, 0.0)
+    out["offsets"] = torch.where(keep.unsqueeze(-1), at, 0.0).double().sum(dim=(0, 2))
+    if rows.tokens is not None:
+        out.update(_token_sums(w, rows, opt, keep, total, rowsum, first[..., 0]))
+    return out
+
+
+def _at_positions(w: torch.Tensor, k_pos: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    """``w`` ``(B, H, tq, Tk)`` at the keys at positions ``wanted`` ``(1|B, tq, n)``:
+    ``(B, H, tq, n)``, 0 where no key sits at the wanted position."""
+    b, h, tq, _ = w.shape
+    n = wanted.shape[-1]
+    idx = key_index(k_pos, wanted.reshape(wanted.shape[0], tq * n))  # (1|B, tq*n)
+    idx = idx.view(-1, 1, tq, n).expand(b, h, tq, n)  # (B, H, tq, n)
+    got = w.gather(3, idx.clamp(min=0))
+    return torch.where(idx >= 0, got, 0.0)
+
+
+def _token_sums(w, rows: Rows, opt: HeadSummary, keep, total, rowsum, first) -> dict:
+    """Sums that need the tokens: special, duplicate, induction and rare-token."""
+    q_pos, k_pos = rows.q_pos, rows.k_pos
+    q_tok = tokens_at(rows.tokens, q_pos)  # (B', tq)
+    k_tok = tokens_at(rows.tokens, k_pos)  # (B', Tk)
+    prev_tok = tokens_at(rows.tokens, k_pos - 1)  # (B', Tk): the token before each key
+    earlier = k_pos[:, None, :] < q_pos[:, :, None]  # (1|B, tq, Tk)
+    known = (q_tok >= 0)[:, :, None]  # (B', tq, 1)
+    dup = (k_tok[:, None, :] == q_tok[:, :, None]) & earlier & known  # (B', tq, Tk)
+    ind = (prev_tok[:, None, :] == q_tok[:, :, None]) & (k_pos[:, None, :] <= q_pos[:, :, None])
+    ind = ind & known & (k_pos[:, None, :] >= 1)
+    if opt.exclude_first:
+        dup = dup & (k_pos[:, None, :] != 0)
+    out = {
+        "tmass": total(rowsum),
+        "tfirst": total(first),
+        "duplicate": total((w * dup[:, None]).sum(-1)),
+        "induction": total((w * ind[:, None]).sum(-1)),
+    }
+    if opt.special_tokens is not None:
+        special = torch.tensor(opt.special_tokens, dtype=torch.long, device=k_tok.device)
+        on = torch.isin(k_tok, special).to(w.dtype)  # (B', Tk)
+        out["special"] = total(torch.matmul(w, on[:, None, :, None]).squeeze(-1))
+    if opt.frequencies is not None:
+        freq = opt.frequencies.to(w.device)
+        kf = torch.where(k_tok >= 0, freq[k_tok.clamp(0, len(freq) - 1)], math.inf)  # (B', Tk)
+        kf = kf.expand(w.shape[0], -1)  # (B, Tk)
+        visible = k_pos[:, None, None, :] >= 0
+        if rows.allowed is not None:
+            visible = visible & rows.allowed  # (B|1, H|1, tq, Tk)
+        fmin = torch.where(visible, kf[:, None, None, :], math.inf).amin(-1)  # (B, H|1, tq)
+        top = w.argmax(-1)  # (B, H, tq)
+        f_top = kf.gather(1, top.flatten(1)).view_as(top)  # (B, H, tq)
+        out["rare"] = total((f_top <= fmin).to(w.dtype))
+        out["rare_rows"] = total(torch.ones_like(rowsum))
+    return out
