@@ -47,8 +47,11 @@ lint: setup
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 
+# One pytest-xdist worker per core (each with one torch thread: tests/conftest.py); the suite's
+# tensors are small, so two single-threaded workers beat one two-threaded process.
+TEST_WORKERS ?= auto
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 # The attention fuzz suite (tests/test_properties.py) with at least 10,000 random examples on
 # every backend against the float64 oracle; prints the example count and time at the end.

@@ -60,3 +60,22 @@ def test_a_prompt_that_is_not_utf8_is_given_to_the_model_as_its_bytes(
     assert capsys.readouterr().out.startswith("caf\ufffd ")  # shown as UTF-8 would show it
     assert main([*argv[:3], "--prompt", "\ud800x"]) == 2  # not bytes: a lone surrogate
     assert "--prompt holds a character that is not text" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_is_refused_unless_no_verify(tmp_path, text_run, capsys):
+    import shutil
+
+    from multihead.checkpoint import resolve_step_dir
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run, run)
+    weights = resolve_step_dir(run) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one flipped bit in the last tensor's bytes: still parses
+    weights.write_bytes(bytes(data))
+    argv = ["generate", "--checkpoint", str(run), "--prompt", "def", "--max-new-tokens", "1"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err and "SHA-256" in err
+    assert main([*argv, "--no-verify"]) == 0

@@ -113,3 +113,15 @@ def test_an_output_path_that_is_a_file(tmp_path, capsys):
     (tmp_path / "notes").write_text("x")
     assert main(["train", *COPY, "--steps", "1", "--out", str(tmp_path / "notes")]) == 2
     assert "is an existing file, not a directory" in capsys.readouterr().err
+
+
+def test_a_fresh_run_never_writes_over_another_run(run, capsys):
+    log = (run / "log.jsonl").read_bytes()
+    before = load_checkpoint(run).step
+    capsys.readouterr()
+    assert main(["train", *COPY, "--steps", "2", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"output directory {str(run)!r} already holds a run (LATEST, log.jsonl)" in err
+    assert f"--resume {run}" in err
+    assert (run / "log.jsonl").read_bytes() == log
+    assert load_checkpoint(run).step == before

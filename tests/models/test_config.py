@@ -255,3 +255,14 @@ def test_ffn_dim_zero_means_attention_only_and_negative_is_refused():
     assert DecoderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="ffn_dim must be an integer >= 0, got -1"):
         DecoderConfig(ffn_dim=-1)
+
+
+def test_drophead_reaches_every_attention_layer_and_round_trips():
+    from multihead.models import DecoderLM
+
+    cfg = DecoderConfig(vocab_size=16, d_model=16, num_layers=2, num_heads=2, drophead=0.25)
+    assert [b.attn.drophead for b in DecoderLM(cfg).blocks] == [0.25, 0.25]
+    assert DecoderConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert "drophead" not in DecoderConfig().to_dict()  # old config files stay as they were
+    with pytest.raises(ValueError, match=r"drophead must be in \[0, 1\)"):
+        DecoderConfig(drophead=1.0)

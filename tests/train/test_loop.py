@@ -254,3 +254,23 @@ def test_an_output_path_that_is_a_file_fails_before_training(tmp_path, monkeypat
     cfg = TrainConfig(task="copy", steps=1, batch_size=4, seq_len=9)
     with pytest.raises(CheckpointError, match="is an existing file, not a directory"):
         train(MODEL, cfg, out=tmp_path / "notes", progress=False)
+
+
+def test_drophead_training_varies_the_rate_and_resumes_bit_for_bit(tmp_path):
+    cfg = DecoderConfig(
+        vocab_size=16, max_seq_len=16, d_model=32, num_layers=2, num_heads=4, drophead=0.4
+    )
+    run = TrainConfig(
+        task="copy", steps=4, batch_size=4, seq_len=15, warmup_steps=1, eval_every=2,
+        eval_tokens=128, log_every=1, save_every=2, drophead_schedule="v",
+    )  # fmt: skip
+    full = train(cfg, run, out=tmp_path / "a", progress=False)
+    resumed = train(
+        cfg, run, out=tmp_path / "b", resume=tmp_path / "a" / "step-00000002", progress=False
+    )
+    assert resumed["losses"] == full["losses"][2:]
+    plain = train(
+        DecoderConfig(**{**cfg.to_dict(), "drophead": 0.0}), run, out=tmp_path / "c",
+        progress=False,
+    )  # fmt: skip
+    assert plain["losses"][0] != full["losses"][0]  # step 0 of the V drops heads at 0.4

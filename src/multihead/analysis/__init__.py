@@ -35,4 +35,38 @@ __all__ = [
     "scores",
 ]
 
-# Importance and pruning (issue 10, second half) go below, extending __all__.
+# ---- importance, pruning (helper "prune")
+from multihead.analysis.flops import attended_pairs, attention_flops, forward_flops
+from multihead.analysis.importance import ablation_importance, gradient_importance, lm_loss
+from multihead.analysis.iterative import PruningCurve, PruningPoint, prune_iteratively
+from multihead.analysis.prune import (
+    attention_parameters,
+    importance_by_head,
+    lowest_heads,
+    original_heads,
+    parse_head_spec,
+    prune_heads,
+    save_pruned,
+)
+from multihead.analysis.timing import median_seconds, seconds_per_forward
+
+__all__ += [
+    "PruningCurve",
+    "PruningPoint",
+    "ablation_importance",
+    "attended_pairs",
+    "attention_flops",
+    "attention_parameters",
+    "forward_flops",
+    "gradient_importance",
+    "importance_by_head",
+    "lm_loss",
+    "lowest_heads",
+    "median_seconds",
+    "original_heads",
+    "parse_head_spec",
+    "prune_heads",
+    "prune_iteratively",
+    "save_pruned",
+    "seconds_per_forward",
+]

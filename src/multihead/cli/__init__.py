@@ -25,7 +25,7 @@ from functools import partial
 from importlib.metadata import entry_points
 
 GROUP = "multihead.commands"
-BUILTIN: tuple[str, ...] = ("train", "generate", "embed", "analyze", "view")
+BUILTIN: tuple[str, ...] = ("train", "generate", "embed", "analyze", "prune", "view")
 
 Register = Callable[[argparse._SubParsersAction], None]
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         # Bad input from the command line: one clear line, not a traceback.
         print(f"multihead {args.command}: error: {err}", file=sys.stderr)
         return 2

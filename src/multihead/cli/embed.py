@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=int, default=32, metavar="N", help="sentences per forward pass"
     )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the SHA-256 check of a multihead checkpoint's files against its manifest "
+        "(faster on large files you trust)",
+    )
     p.set_defaults(func=run)
 
 
@@ -46,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "minilm":
         model, tokenizer = minilm()
     else:
-        model, tokenizer = load_model(args.checkpoint, require_tokenizer=True)
+        model, tokenizer = load_model(
+            args.checkpoint, require_tokenizer=True, verify=not args.no_verify
+        )
         if not isinstance(model, Encoder):
             raise ValueError(
                 f"--checkpoint {args.checkpoint!r} holds a {type(model).__name__}; embed needs "

@@ -88,6 +88,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recompute the whole prefix at every step instead of using a KV cache (slower; "
         "the same tokens)",
     )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the SHA-256 check of a multihead checkpoint's files against its manifest "
+        "(faster on large files you trust)",
+    )
     p.set_defaults(func=run)
 
 
@@ -179,7 +185,7 @@ class _Printer:
 
 def run(args: argparse.Namespace) -> int:
     _checks.require_int("--max-new-tokens", args.max_new_tokens, minimum=0)
-    model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_model(args.checkpoint, verify=not args.no_verify)
     if not isinstance(model, DecoderLM):
         raise ValueError(
             f"--checkpoint {args.checkpoint!r} holds a {type(model).__name__}; generate needs a "

@@ -29,13 +29,14 @@ from multihead.models import DecoderConfig
 from multihead.models.config import ACTIVATIONS, NORMS, POSITIONS
 from multihead.optim import OPTIMIZERS
 from multihead.train import PRESETS, RESUMABLE_CHANGES, NonFiniteError, TrainConfig, preset, train
-from multihead.train.config import DEVICES, SCHEDULES
+from multihead.train.config import DEVICES, DROPHEAD_SCHEDULES, SCHEDULES
 
 # Fields whose values form a closed set: argparse lists them and refuses others by name.
 _CHOICES = {
     "task": ("text", *TASKS),
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
+    "drophead_schedule": DROPHEAD_SCHEDULES,
     "device": DEVICES,
     "position": POSITIONS,
     "activation": ACTIVATIONS,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from multihead import _checks
 from multihead.checkpoint import LATEST, load_checkpoint, resolve_step_dir
 from multihead.convert.byte_tokenizer import ByteTokenizer
 from multihead.convert.pretrained import from_pretrained
@@ -70,8 +71,8 @@ def checkpoint_format(path: str | os.PathLike) -> str:
     )
 
 
-def _multihead(folder: Path) -> tuple[TransformerStack, AnyTokenizer | None]:
-    ckpt = load_checkpoint(folder)
+def _multihead(folder: Path, verify: bool) -> tuple[TransformerStack, AnyTokenizer | None]:
+    ckpt = load_checkpoint(folder, verify=verify)
     raw = ckpt.config.get("model", ckpt.config)
     classes = {
         DecoderConfig.kind: (DecoderConfig, DecoderLM),
@@ -106,12 +107,15 @@ def load_model(
     *,
     dtype: torch.dtype | str | None = None,
     require_tokenizer: bool = False,
+    verify: bool = True,
 ) -> tuple[TransformerStack, AnyTokenizer | None]:
     """The model and tokenizer of a checkpoint directory, in eval mode.
 
     A multihead checkpoint gives its DecoderLM or Encoder and the tokenizer.json beside it,
     or for a byte-level text model (vocabulary 256) a :class:`ByteTokenizer`, or None (a
-    synthetic-task model reads token ids). A Hugging Face directory gives
+    synthetic-task model reads token ids); with ``verify`` (the default) each file of a
+    multihead checkpoint is checked against its manifest's SHA-256 first (``verify=False``
+    skips that, for speed, on files you trust). A Hugging Face directory gives
     :func:`from_pretrained`'s model (``dtype`` applies to it) and its tokenizer.json, or None.
 
     Raises:
@@ -121,7 +125,7 @@ def load_model(
     """
     folder = Path(path)
     if checkpoint_format(folder) == "multihead":
-        model, tokenizer = _multihead(folder)
+        model, tokenizer = _multihead(folder, _checks.require_bool("verify", verify))
     else:
         model = from_pretrained(folder, dtype=dtype)
         tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None

@@ -58,6 +58,7 @@ def make_attention(
         bias=config.has_qkv_bias,
         out_bias=config.has_out_bias,
         dropout=config.attn_dropout,
+        drophead=config.drophead,
         backend=config.backend,
         rotary=rotary,
         kv_index=heads.kv_index,

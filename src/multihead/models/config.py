@@ -42,6 +42,7 @@ _OMITTED_AT_DEFAULT = {
     "out_bias": None,
     "mlp_bias": None,
     "rope_scaling": None,
+    "drophead": 0.0,
 }
 
 
@@ -112,6 +113,9 @@ class TransformerConfig:
         window: sliding attention window W (each query sees W keys), None for full attention.
         dropout: dropout after attention and feed-forward, and on embeddings.
         attn_dropout: dropout on attention weights.
+        drophead: in training, the probability of dropping each whole attention head of
+            each example, the kept heads scaled by 1 / (1 - drophead) (DropHead, Zhou et al.
+            2020); in [0, 1). The training run's ``drophead_schedule`` varies it over the steps.
         backend: attention backend name (``"auto"``, ``"sdpa"``, ``"blockwise"``, ``"math"``).
         layer_heads: per layer, the *original* query-head ids it keeps (ids in
             ``[0, num_heads)``, no duplicates, in the order the layer holds them); None = every
@@ -162,6 +166,7 @@ class TransformerConfig:
     out_bias: bool | None = None
     mlp_bias: bool | None = None
     rope_scaling: RopeScaling | None = None
+    drophead: float = 0.0
 
     kind: ClassVar[str] = "transformer"
 
@@ -216,6 +221,7 @@ class TransformerConfig:
             )
         _checks.require_probability("dropout", self.dropout)
         _checks.require_probability("attn_dropout", self.attn_dropout)
+        _checks.require_probability("drophead", self.drophead)
         if not isinstance(self.backend, str):
             raise TypeError(f"backend must be a string, got {type(self.backend).__name__}")
         from multihead.backends import available_backends

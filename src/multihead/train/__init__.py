@@ -51,7 +51,7 @@ from multihead.train.log import LOG
 from multihead.train.loop import train
 from multihead.train.nonfinite import NonFiniteError
 from multihead.train.presets import PRESETS, preset
-from multihead.train.schedule import lr_at
+from multihead.train.schedule import drophead_at, lr_at
 from multihead.train.state import check_resume_configs
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "Scores",
     "TrainConfig",
     "check_resume_configs",
+    "drophead_at",
     "lr_at",
     "preset",
     "score_batches",

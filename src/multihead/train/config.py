@@ -12,6 +12,7 @@ from multihead.data import TASKS
 from multihead.optim import OPTIMIZERS
 
 SCHEDULES = ("cosine", "linear")
+DROPHEAD_SCHEDULES = ("constant", "v")
 DEVICES = ("auto", "cpu", "cuda")
 # Train-config fields that may change when resuming without changing what the run computes.
 RESUMABLE_CHANGES = frozenset(
@@ -67,6 +68,9 @@ class TrainConfig:
         skip_nonfinite: steps with a non-finite loss or gradient norm that may be skipped
             (no optimizer step) in one call of train; one more stops the run (0 = stop at the
             first).
+        drophead_schedule: how the model's DropHead rate p (``drophead``) varies over the
+            run: ``"constant"``, or ``"v"``, the V shape of Zhou et al. 2020 ("Scheduled
+            DropHead"): p falls linearly to 0 at mid-run, then rises back to p.
     """
 
     task: str = "text"
@@ -95,6 +99,7 @@ class TrainConfig:
     time_limit: float = 0.0
     device: str = "auto"
     skip_nonfinite: int = 0
+    drophead_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         _checks.require_choice("task", self.task, ("text", *TASKS))
@@ -122,6 +127,7 @@ class TrainConfig:
         for name in ("bf16", "compile"):
             _checks.require_bool(name, getattr(self, name))
         _checks.require_choice("device", self.device, DEVICES)
+        _checks.require_choice("drophead_schedule", self.drophead_schedule, DROPHEAD_SCHEDULES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

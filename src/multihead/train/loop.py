@@ -19,7 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from multihead import _checks
-from multihead.checkpoint import prepare_output_dir
+from multihead.attention import MultiHeadAttention
+from multihead.checkpoint import LATEST, prepare_output_dir
 from multihead.data import IGNORE
 from multihead.models import DecoderConfig, DecoderLM
 from multihead.optim import make_optimizer
@@ -28,8 +29,8 @@ from multihead.train.clock import TokenRate, TrainingClock
 from multihead.train.config import TrainConfig
 from multihead.train.data import TrainData
 from multihead.train.evaluate import eval_record, evaluating, score_batches
-from multihead.train.log import RunLog
-from multihead.train.schedule import lr_at
+from multihead.train.log import LOG, RunLog
+from multihead.train.schedule import drophead_at, lr_at
 from multihead.train.world import World, all_mean, from_main, setup_world
 
 
@@ -117,6 +118,8 @@ def train(
             step and the last good checkpoint.
         ValueError: bad configs, data or output directory; a resume into different configs
             or from a checkpoint already at ``config.steps``.
+        FileExistsError: a fresh run (no ``resume``) into a directory that already holds a
+            run's checkpoints or log; nothing there is touched.
     """
     run = start_run(
         model_config,
@@ -159,6 +162,16 @@ def _check(model_config: DecoderConfig, config: TrainConfig) -> None:
         )
 
 
+def _refuse_existing_run(out: Path) -> None:
+    """A fresh run never writes over another run's checkpoints and log (nothing is lost)."""
+    held = [name for name in (LATEST, LOG) if (out / name).exists()]
+    if held:
+        raise FileExistsError(
+            f"output directory {str(out)!r} already holds a run ({', '.join(held)}); continue "
+            f"it with --resume {out}, or give a new --out (or delete that directory first)"
+        )
+
+
 def start_run(
     model_config: DecoderConfig,
     config: TrainConfig,
@@ -177,6 +190,8 @@ def start_run(
     # A bad output path fails now, not at the first checkpoint, and in every process alike
     # (one failing alone would leave the others waiting in a collective).
     prepare_output_dir(out)
+    if resume is None:
+        _refuse_existing_run(out)
     if config.batch_size % (world.size * config.grad_accum):
         raise ValueError(
             f"batch_size={config.batch_size} must be divisible by world size x grad_accum = "
@@ -244,6 +259,7 @@ def train_step(run: Run, step: int) -> tuple[float, float, bool]:
         lr = from_main(lr, world)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
+    set_drophead(run, step)
     x, y = run.data.batch(step)  # (B, T) global
     scored = int((y != IGNORE).sum())  # normalizer over the whole global batch
     if scored == 0:
@@ -295,6 +311,19 @@ def train_step(run: Run, step: int) -> tuple[float, float, bool]:
     if error is not None:
         raise error
     return mean_loss, lr, True
+
+
+def set_drophead(run: Run, step: int) -> None:
+    """Give every attention layer step ``step``'s DropHead rate (:func:`drophead_at`)."""
+    rate = run.model.config.drophead
+    if rate == 0.0 or run.config.drophead_schedule == "constant":
+        return  # the layers were built with it
+    rate = drophead_at(step, run.config, rate, run.clock.trained())
+    if run.config.time_limit:  # as the learning rate: process 0's clock decides
+        rate = from_main(rate, run.world)
+    for m in run.model.modules():
+        if isinstance(m, MultiHeadAttention):
+            m.drophead = rate
 
 
 def after_step(run: Run, done: int, loss: float, lr: float, skipped: bool = False) -> bool:
