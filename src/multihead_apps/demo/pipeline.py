@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from multihead import analysis
 from multihead.checkpoint import save_checkpoint
 from multihead.models import DecoderLM
 from multihead.train import train
@@ -24,9 +25,6 @@ from multihead.viz.curves import phase_change, read_log
 from multihead_apps.demo import heads
 from multihead_apps.demo.recipe import TASK, Recipe
 
-# A head is named for a role when this share of its attention is on the role's pairs
-# (TransformerLens's head_detector flags heads from 0.3 up on the "mul" score as well).
-ROLE_THRESHOLD = 0.3
 # The phase change must take the loss on the repeated half below this share of the loss of
 # a uniform guess (ln V): before it, a model can only guess among the tokens in context.
 LEARNED_SHARE = 0.5
@@ -63,12 +61,13 @@ class Demo:
     log: list[tuple[int, float]] = field(default_factory=list)
     phase_step: int | None = None
     train_seconds: float = 0.0
-    scores: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (L, H)
+    report: analysis.HeadReport | None = None  # with importance
     importance: torch.Tensor | None = None  # (L, H)
     named: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (layer, head)
     keep: dict[int, list[int]] = field(default_factory=dict)
     base_loss: float = math.nan
     pruned_loss: float = math.nan
+    circuit_loss: float = math.nan  # the two named heads alone (head mask)
     curve: list[tuple[float, float]] = field(default_factory=list)  # (fraction removed, loss)
     files: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -108,20 +107,30 @@ def train_model(demo: Demo, *, progress: bool) -> None:
 
 
 def analyze(demo: Demo) -> None:
-    """Scores on repeated random tokens, gradient importance, and the two named heads."""
+    """The library's head report (:func:`multihead.analysis.analyze`, no hints: the roles are
+    its own) on repeated random tokens, with gradient importance on the task, and the two heads
+    it names: the best previous-token head of layer 0 and induction head of layer 1."""
     r = demo.recipe
     probe = heads.repeated_tokens(r.vocab_size, r.seq_len, batch_size=64, seed=r.seed + 1)
-    demo.scores = heads.head_scores(demo.model, probe)
-    demo.importance = heads.gradient_importance(demo.model, demo.batches)
+    report = analysis.analyze(demo.model, [probe], progress=False)
+    importance = analysis.gradient_importance(demo.model, demo.batches, progress=False)
+    demo.importance = torch.stack(importance)  # (L, H): the model is unpruned
+    demo.report = report.with_importance(
+        {(h.layer, h.head): float(demo.importance[h.layer, h.head]) for h in report.heads}
+    )
     for role, layer in (("previous_token", 0), ("induction", 1)):
-        values = demo.scores[role][layer]  # (H,)
-        head = int(values.argmax())
-        if float(values[head]) < ROLE_THRESHOLD:
-            raise ValueError(
-                f"no {role.replace('_', '-')} head in layer {layer}: the best, head {head}, "
-                f"scores {float(values[head]):.2f} < {ROLE_THRESHOLD}"
+        named = [h for h in demo.report.heads if h.layer == layer and role in h.roles]
+        if not named:
+            best = max(
+                (h for h in demo.report.heads if h.layer == layer),
+                key=lambda h: h.scores.get(role, 0.0),
             )
-        demo.named[role] = (layer, head)
+            raise ValueError(
+                f"the analysis names no {role.replace('_', '-')} head in layer {layer} (the "
+                f"best, head {best.head}, scores {best.scores.get(role, 0.0):.2f})"
+            )
+        best = max(named, key=lambda h: h.scores[role])
+        demo.named[role] = (layer, best.head)
 
 
 def _removal_order(importance: torch.Tensor, named: set[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -137,34 +146,36 @@ def _removal_order(importance: torch.Tensor, named: set[tuple[int, int]]) -> lis
 
 
 def prune(demo: Demo) -> None:
-    """Remove unnamed heads least important first (the pruning curve); keep the named heads
-    plus the fewest others that hold the loss within the tolerance; prune those physically
-    and check that the pruned model computes what the masked one did."""
+    """Remove unnamed heads least important first (the pruning curve, by head mask); keep
+    the named heads plus the fewest others that hold the loss within the tolerance; prune
+    those physically (:func:`multihead.analysis.prune_heads`) and check that the pruned model
+    computes what the masked one did."""
     model, r = demo.model, demo.recipe
     cfg = model.config
     named = set(demo.named.values())
     order = _removal_order(demo.importance, named)
-    removed: list[tuple[int, int]] = []
-    demo.curve = [(0.0, demo.base_loss)]
     total = cfg.num_layers * cfg.num_heads
-    losses = []
-    for cell in order:
-        removed.append(cell)
-        mask = torch.ones(cfg.num_layers, cfg.num_heads)
-        for layer, head in removed:
-            mask[layer, head] = 0.0
-        losses.append(heads.repeated_half_loss(model, demo.batches, mask))
-        demo.curve.append((len(removed) / total, losses[-1]))
+    losses = [
+        heads.repeated_half_loss(
+            model, demo.batches, heads.removal_mask(cfg.num_layers, cfg.num_heads, order[: k + 1])
+        )
+        for k in range(len(order))
+    ]
+    demo.curve = [(0.0, demo.base_loss)]
+    demo.curve += [((k + 1) / total, loss) for k, loss in enumerate(losses)]
+    demo.circuit_loss = losses[-1] if losses else demo.base_loss  # the named heads alone
     # The most heads removed (a prefix of the order) with the loss still within tolerance.
     limit = (1 + r.tolerance) * demo.base_loss
     count = max((k + 1 for k, loss in enumerate(losses) if loss <= limit), default=0)
-    gone = set(order[:count])
+    removed: dict[int, list[int]] = {}
+    for layer, head in order[:count]:
+        removed.setdefault(layer, []).append(head)
     demo.keep = {
-        layer: [h for h in range(cfg.num_heads) if (layer, h) not in gone]
+        layer: [h for h in range(cfg.num_heads) if h not in removed.get(layer, [])]
         for layer in range(cfg.num_layers)
     }
     masked = losses[count - 1] if count else demo.base_loss
-    demo.pruned = heads.prune_to(copy.deepcopy(model), demo.keep)
+    demo.pruned = analysis.prune_heads(copy.deepcopy(model), removed)
     demo.pruned_loss = heads.repeated_half_loss(demo.pruned, demo.batches)
     if not math.isclose(demo.pruned_loss, masked, rel_tol=1e-4, abs_tol=1e-6):
         raise ValueError(

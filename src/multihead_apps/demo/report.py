@@ -15,7 +15,7 @@ import torch
 
 from multihead import viz
 from multihead.viz.from_model import capture_weights, model_info
-from multihead_apps.demo.pipeline import ROLE_THRESHOLD, Demo
+from multihead_apps.demo.pipeline import Demo
 from multihead_apps.demo.recipe import TASK
 
 SCORES = ("previous_token", "induction", "duplicate_token")
@@ -25,30 +25,23 @@ _CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline
 
 
 def head_report(demo: Demo) -> dict[str, Any]:
-    """``{"model": {...}, "heads": [{"layer", "head", "kv_head", "roles", "scores",
-    "importance"}]}`` of the unpruned model, plus ``"kept"`` per head (after pruning)."""
-    cfg = demo.model.config
-    rows = []
-    for layer in range(cfg.num_layers):
-        for head in range(cfg.num_heads):
-            roles = [
-                role
-                for role in ("previous_token", "induction")
-                if float(demo.scores[role][layer, head]) >= ROLE_THRESHOLD
-            ]
-            rows.append(
-                {
-                    "layer": layer,
-                    "head": head,
-                    "kv_head": head,
-                    "roles": roles,
-                    "scores": {s: round(float(demo.scores[s][layer, head]), 4) for s in SCORES},
-                    "importance": round(float(demo.importance[layer, head]), 4),
-                    "kept": head in demo.keep.get(layer, ()),
-                }
-            )
-    info = {**model_info(demo.model), "task": TASK, "steps": demo.recipe.steps}
-    return {"model": info, "heads": rows}
+    """The library's head report (the HeadReport JSON surface: roles, scores, importance),
+    with the run in ``"model"`` and ``"kept"`` per head (after pruning)."""
+    report = demo.report.to_dict()
+    report["model"] = {
+        **model_info(demo.model),
+        **report["model"],
+        "task": TASK,
+        "steps": demo.recipe.steps,
+    }
+    for row in report["heads"]:
+        row["kept"] = row["head"] in demo.keep.get(row["layer"], ())
+    return report
+
+
+def _score(demo: Demo, role: str) -> float:
+    layer, head = demo.named[role]
+    return float(demo.report.head(layer, head).scores[role])
 
 
 def example(demo: Demo) -> torch.Tensor:
@@ -105,7 +98,7 @@ def _table_html(report: dict[str, Any]) -> str:
     body = []
     for row in report["heads"]:
         cells = [row["layer"], row["head"], ", ".join(row["roles"]) or "–"]
-        cells += [f"{row['scores'][s]:.2f}" for s in SCORES]
+        cells += [f"{row['scores'].get(s, math.nan):.2f}" for s in SCORES]
         cells += [f"{row['importance']:.2f}", "kept" if row["kept"] else "pruned"]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -138,6 +131,12 @@ previous-token head, layer 1 for the induction head; hover a token to see where 
 """
 
 
+def _others(demo: Demo, role: str) -> str:
+    layer, head = demo.named[role]
+    rest = [h for h in demo.report.heads if h.layer == layer and h.head != head]
+    return ", ".join(f"{h.scores.get(role, math.nan):.2f}" for h in rest) or "none"
+
+
 def summary_lines(demo: Demo) -> list[str]:
     """The findings, one per line (terminal and page)."""
     (pl, ph), (il, ih) = demo.named["previous_token"], demo.named["induction"]
@@ -149,12 +148,16 @@ def summary_lines(demo: Demo) -> list[str]:
         f"trained {demo.recipe.steps} steps in {demo.train_seconds:.0f} s; "
         f"phase change (steepest loss drop) at step {demo.phase_step}",
         f"previous-token head: layer {pl} head {ph} "
-        f"(score {float(demo.scores['previous_token'][pl, ph]):.2f})",
+        f"(score {_score(demo, 'previous_token'):.2f}; the other layer-0 heads: "
+        f"{_others(demo, 'previous_token')})",
         f"induction head: layer {il} head {ih} "
-        f"(score {float(demo.scores['induction'][il, ih]):.2f})",
+        f"(score {_score(demo, 'induction'):.2f}; the other layer-1 heads: "
+        f"{_others(demo, 'induction')})",
         f"pruned to {kept} of {total} heads {dict(demo.keep)}: loss on the repeated half "
         f"{demo.base_loss:.3f} -> {demo.pruned_loss:.3f} nats ({change:+.1f} %, "
         f"tolerance {100 * demo.recipe.tolerance:.0f} %)",
+        f"the two named heads alone (no retraining): {demo.circuit_loss:.3f} nats "
+        f"(a uniform guess: {math.log(demo.recipe.vocab_size):.3f})",
     ]
 
 
@@ -165,7 +168,7 @@ def table_text(report: dict[str, Any]) -> str:
         f"{'kept':>4}  roles"
     ]
     for row in report["heads"]:
-        s = row["scores"]
+        s = {k: row["scores"].get(k, math.nan) for k in SCORES}
         lines.append(
             f"{row['layer']:>5} {row['head']:>4} {s['previous_token']:>5.2f} "
             f"{s['induction']:>6.2f} {s['duplicate_token']:>5.2f} {row['importance']:>6.2f} "
