@@ -4,6 +4,8 @@ opens a head; the screenshot is not blank."""
 
 from __future__ import annotations
 
+import json
+
 from tests.viz.test_viewer_browser import _assert_not_blank
 
 
@@ -13,7 +15,8 @@ def test_report_page_and_its_viewer_work_offline(small_run, open_viewer, screens
     opened = open_viewer(out / "report.html")
     page = opened.page
     assert page.title() == "multihead demo: induction heads"
-    assert page.locator("table tbody tr").count() == 4  # 2 layers x 2 heads
+    rows = len(json.loads((out / "report.json").read_text())["heads"])
+    assert rows == 8 and page.locator("table tbody tr").count() == rows  # 2 layers x 4 heads
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     viewer = page.frame_locator("iframe")
     viewer.locator("body[data-ready=true]").wait_for(timeout=20_000)
