@@ -84,11 +84,9 @@ def test_encoder_ids_without_tokenizer_are_labelled_by_number():
 
 class FakeTokenizer:
     def encode(self, text):
-        class Enc:
-            ids = torch.tensor([[1, 2, 3]])
-            tokens = [["[CLS]", "hi", "[SEP]"]]
+        from types import SimpleNamespace
 
-        return Enc()
+        return SimpleNamespace(ids=torch.tensor([[1, 2, 3]]), tokens=[["[CLS]", "hi", "[SEP]"]])
 
     def id_to_token(self, i):
         return f"t{i}"
