@@ -17,6 +17,11 @@ from multihead_apps.demo import pipeline
 from multihead_apps.demo.recipe import RECIPES
 
 DEFAULT_OUT = "runs/demo"
+DESCRIPTION = (
+    "Train a 2-layer attention-only model on repeated random tokens, show the induction phase "
+    "change, name the previous-token and induction heads, prune the rest, and write "
+    "runs/demo/report.html with the viewer and the figures."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,9 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
         help="train a 2-layer attention-only model, find and keep its induction circuit",
-        description="Train a 2-layer attention-only model on repeated random tokens, show the "
-        "induction phase change, name the previous-token and induction heads, prune the rest, "
-        "and write runs/demo/report.html with the viewer and the figures.",
+        description=DESCRIPTION,
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -64,12 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = RECIPES[args.size]
-    for name in ("steps", "seed"):
-        value = getattr(args, name)
-        if value is not None:
-            recipe = recipe.replace(**{name: value})
-    if args.threads < 1:
-        print(f"multihead demo: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+    changes = {k: getattr(args, k) for k in ("steps", "seed") if getattr(args, k) is not None}
+    try:
+        recipe = recipe.replace(**changes)
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    except (TypeError, ValueError) as err:
+        print(f"multihead demo: error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -99,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m multihead_apps.demo", description=register.__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m multihead_apps.demo", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -49,8 +49,10 @@ class Recipe:
     tolerance: float = 0.10
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "seq_len", "d_model", "num_heads", "steps", "batch_size"):
+        for name in ("vocab_size", "seq_len", "d_model", "num_heads", "batch_size"):
             _checks.require_int(name, getattr(self, name), minimum=1)
+        _checks.require_int("steps", self.steps, minimum=2)  # warmup takes one step
+        _checks.require_int("seed", self.seed, minimum=0)
         _checks.require_int("eval_batches", self.eval_batches, minimum=1)
         _checks.require_number("lr", self.lr, above=0)
         _checks.require_number("tolerance", self.tolerance, above=0)

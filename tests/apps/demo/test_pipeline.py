@@ -4,6 +4,8 @@ the report; and a failing step is one line and exit code 1."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import re
 
@@ -13,6 +15,7 @@ from multihead_apps.demo.cli import main
 from multihead_apps.demo.recipe import SMALL, TASK
 
 
+@pytest.mark.slow
 def test_the_small_pipeline_finds_keeps_and_reports_the_circuit(small_run):
     out, stdout, code = small_run
     assert code == 0, stdout
@@ -69,3 +72,5 @@ def test_a_failing_step_is_one_line_naming_it(tmp_path, capsys):
 def test_bad_flags(capsys):
     assert main(["--threads", "0"]) == 2
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["--steps", "1"]) == 2
+    assert "steps must be an integer >= 2, got 1" in capsys.readouterr().err

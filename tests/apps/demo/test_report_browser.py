@@ -4,11 +4,14 @@ opens a head; the screenshot is not blank."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from tests.viz.test_viewer_browser import _assert_not_blank
 
 
+@pytest.mark.slow
 def test_report_page_and_its_viewer_work_offline(small_run, open_viewer, screenshot_dir):
     out, _, code = small_run
     assert code == 0
