@@ -4,10 +4,10 @@ the report; and a failing step is one line and exit code 1."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import re
+
+import pytest
 
 from multihead.models import DecoderLM
 from multihead_apps.demo import heads

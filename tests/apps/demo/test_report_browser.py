@@ -4,9 +4,9 @@ opens a head; the screenshot is not blank."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
+
+import pytest
 
 from tests.viz.test_viewer_browser import _assert_not_blank
 
