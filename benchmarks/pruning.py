@@ -14,7 +14,7 @@ per-round value.
 
 Usage (the lead's full run, on a quiet machine)::
 
-    python benchmarks/pruning.py --threads 1 --rounds 7 --output benchmarks/RESULTS.md
+    python benchmarks/pruning.py --threads 1 --rounds 7 --repeat 2 --output benchmarks/RESULTS.md
 
 A quick check at small settings::
 
@@ -24,15 +24,17 @@ A quick check at small settings::
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
+import time
 
 import torch
 
 from multihead.analysis import forward_flops, gradient_importance, lm_loss, prune_heads
 from multihead.models import DecoderConfig, DecoderLM
 from multihead_apps.bench.results import write_section
-from multihead_apps.bench.timing import Timings, interleave
+from multihead_apps.bench.timing import Timings, shuffled_rounds
 
 
 def build(args: argparse.Namespace) -> DecoderLM:
@@ -96,6 +98,24 @@ def calls(args: argparse.Namespace) -> tuple[dict, dict]:
     }, info
 
 
+def timed(fns: dict, rounds: int, repeat: int) -> Timings:
+    """One warm-up call each, then ``rounds`` rounds in a fresh seeded random order each; in a
+    round each competitor runs ``repeat`` times in a row and keeps its fastest (a shared
+    machine's interruptions only ever add time)."""
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for order in shuffled_rounds(list(fns), rounds):
+        for key in order:
+            best = math.inf
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                fns[key]()
+                best = min(best, time.perf_counter() - t0)
+            samples[key].append(best)
+    return Timings(samples)
+
+
 def fmt(t: Timings, key: str, ref: str) -> str:
     lo, hi = t.ratio_range(key, ref)
     return f"{t.ratio(key, ref):.3f}x ({lo:.3f}-{hi:.3f})"
@@ -121,7 +141,8 @@ def report(t: Timings, info: dict, args: argparse.Namespace) -> str:
         f"{torch.get_num_threads()} thread(s))",
         "",
         f"`{cmd}` — torch {torch.__version__}, {platform.machine()}, medians of {t.rounds} "
-        "interleaved rounds (a seeded random order each round); ratios: the median of the "
+        f"interleaved rounds (a seeded random order each round, the fastest of {args.repeat} "
+        "calls per competitor in each); ratios: the median of the "
         "per-round ratios (smallest-largest per-round value). Parameters "
         f"{info['params'][0]:,} -> {info['params'][1]:,}.",
         "",
@@ -146,6 +167,7 @@ def report(t: Timings, info: dict, args: argparse.Namespace) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5, help="timed rounds")
+    p.add_argument("--repeat", type=int, default=2, help="calls per round, the fastest kept")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--layers", type=int, default=12, help="transformer layers")
     p.add_argument("--d-model", type=int, default=512, help="model width")
@@ -156,9 +178,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     fns, info = calls(args)
-    t = interleave(fns, rounds=args.rounds, warmup=1)
-    if t.failed:
-        raise SystemExit(f"failed: {t.failed}")
+    t = timed(fns, args.rounds, args.repeat)
     text = report(t, info, args)
     print(text)
     if args.output:

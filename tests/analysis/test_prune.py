@@ -5,6 +5,9 @@ import torch
 
 from multihead import MultiHeadAttention
 from multihead.analysis import (
+    analyze,
+    gradient_importance,
+    importance_by_head,
     lowest_heads,
     original_heads,
     parse_head_spec,
@@ -202,3 +205,16 @@ def test_pruned_checkpoint_saves_reloads_and_resumes_training(tmp_path):
         (0, 2, 3),
         (1, 2),
     )
+
+
+def test_importance_by_original_id_fills_the_head_report():
+    model = prune_heads(build(num_layers=2), {0: [0, 2]})
+    data = [torch.randint(0, 40, (2, 8))]
+    scores = gradient_importance(model, data, progress=False)
+    by_head = importance_by_head(model, scores)
+    assert sorted(by_head) == [(0, 1), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+    assert by_head[(0, 3)] == float(scores[0][1])
+    report = analyze(model, data, progress=False).with_importance(by_head)
+    assert {(h.layer, h.head): h.importance for h in report.heads} == by_head
+    with pytest.raises(ValueError, match="heads per layer"):
+        importance_by_head(model, scores[:1])

@@ -56,10 +56,12 @@ def test_a_fraction_removes_the_least_important_heads(run_dir, tmp_path, capsys)
         (["--heads", "0:9"], "head 9 of layer 0 is not in the model"),
         (["--heads", "0:1,1"], "lists heads"),
         (["--fraction", "1.5"], "--fraction must be in"),
+        (["--heads", "0:1", "--out", "SELF"], "is the checkpoint being pruned"),
     ],
 )
 def test_bad_requests_are_one_line_errors(run_dir, tmp_path, capsys, extra, message):
     argv = ["prune", "--checkpoint", str(run_dir), "--out", str(tmp_path / "x"), "--quiet"]
+    extra = [str(run_dir) if a == "SELF" else a for a in extra]
     assert main([*argv, *extra, "--eval-tokens", "128"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

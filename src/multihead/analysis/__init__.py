@@ -41,6 +41,7 @@ from multihead.analysis.importance import ablation_importance, gradient_importan
 from multihead.analysis.iterative import PruningCurve, PruningPoint, prune_iteratively
 from multihead.analysis.prune import (
     attention_parameters,
+    importance_by_head,
     lowest_heads,
     original_heads,
     parse_head_spec,
@@ -58,6 +59,7 @@ __all__ += [
     "attention_parameters",
     "forward_flops",
     "gradient_importance",
+    "importance_by_head",
     "lm_loss",
     "lowest_heads",
     "median_seconds",

@@ -248,6 +248,30 @@ def lowest_heads(
     return out
 
 
+def importance_by_head(
+    model: nn.Module, importance: Sequence[torch.Tensor]
+) -> dict[tuple[int, int], float]:
+    """``{(layer, original head id): score}`` from per-layer scores by position, e.g. for
+    :meth:`HeadReport.with_importance <multihead.analysis.report.HeadReport.with_importance>`.
+
+    Example:
+        >>> from multihead import MultiHeadAttention
+        >>> importance_by_head(MultiHeadAttention(8, 2), [torch.tensor([0.25, 0.75])])
+        {(0, 0): 0.25, (0, 1): 0.75}
+    """
+    ids = original_heads(model)
+    sizes = [torch.as_tensor(s).numel() for s in importance]
+    if sizes != [len(x) for x in ids]:
+        raise ValueError(
+            f"importance has {sizes} heads per layer but the model has {[len(x) for x in ids]}"
+        )
+    return {
+        (i, ids[i][p]): float(torch.as_tensor(s).flatten()[p])
+        for i, s in enumerate(importance)
+        for p in range(len(ids[i]))
+    }
+
+
 def attention_parameters(model: nn.Module) -> int:
     """Parameters of the model's attention layers (what pruning removes)."""
     return sum(p.numel() for _, m in attention_layers(model) for p in m.parameters())

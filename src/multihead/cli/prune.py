@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import torch
 
@@ -138,6 +139,10 @@ def _spec(args: argparse.Namespace, model: DecoderLM, data: TrainData) -> dict[i
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint, kind=DecoderConfig.kind)
+    if Path(args.out).resolve() in (ckpt.path.resolve(), ckpt.path.resolve().parent):
+        raise ValueError(
+            f"--out {args.out} is the checkpoint being pruned; write the pruned model elsewhere"
+        )
     saved_train = ckpt.config.get("train") if "model" in ckpt.config else None
     model = DecoderLM.from_checkpoint(args.checkpoint)
     if args.eval_tokens < 1:
