@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         default=DEFAULT_OUT,
         metavar="DIR",
-        help=f"output directory (default {DEFAULT_OUT})",
+        help=f"output directory (default {DEFAULT_OUT}); a new run replaces its model/ and pruned/",
     )
     p.add_argument(
         "--size",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -210,6 +211,11 @@ def run(
     demo = Demo(recipe, Path(out))
     with step("setup"):
         demo.out.mkdir(parents=True, exist_ok=True)
+        # A demo run replaces the previous one's model and pruned checkpoint (training
+        # refuses to write a fresh run over an existing one).
+        for part in ("model", "pruned"):
+            if (demo.out / part).is_dir():
+                shutil.rmtree(demo.out / part)
     say(f"[1/4] train: 2-layer attention-only model, {recipe.steps} steps on {TASK}")
     timed(demo, "train", lambda: train_model(demo, progress=progress))
     say(
