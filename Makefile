@@ -60,8 +60,15 @@ FUZZ_EXAMPLES ?= 10000
 fuzz: setup
 	MULTIHEAD_FUZZ=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_properties.py -q -p no:cacheprovider
 
+# The main job: train a 2-layer attention-only model on repeated random tokens, name its
+# previous-token and induction heads, prune the rest, write runs/demo/report.html (< 5 min).
 demo: setup
-	$(VENV)/bin/multihead bench --quick
+	$(PY) -m multihead_apps.demo --out runs/demo
+
+# The README's pictures (docs/images/demo_*.png, viewer.png), regenerated from a demo run.
+.PHONY: pictures
+pictures: setup
+	$(PY) -m multihead_apps.demo --out runs/demo --pictures docs/images
 
 bench: setup
 	$(VENV)/bin/multihead bench --output benchmarks/RESULTS.md

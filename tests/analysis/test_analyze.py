@@ -87,6 +87,10 @@ def test_summary_and_weights_reports_agree_and_redundancy():
     # They agree on the 8 first-half rows and are disjoint on the other 8: JSD = ln(2) / 2.
     c = analyze(model, repeated(), mode="weights", progress=False, redundancy=0.35)
     assert c.model["redundant_clusters"] == [[[0, 1], [0, 4]]]
+    # Summary mode sums the same divergences block by block, within each layer.
+    d = analyze(model, repeated(), mode="summary", block=3, progress=False, redundancy=0.35)
+    assert d.model["redundant_clusters"] == [[[0, 1], [0, 4]]]
+    assert d.model["redundancy"] == {"threshold": 0.35, "scope": "layer"}
 
 
 def test_original_head_ids_of_a_pruned_model():
@@ -120,8 +124,8 @@ def test_bad_input():
         analyze(model, repeated(), layers=[1], progress=False)
     with pytest.raises(ValueError, match="head 7 of layer 0 is out of range"):
         analyze(model, repeated(), heads=[7], progress=False)
-    with pytest.raises(ValueError, match="needs mode='weights'"):
-        analyze(model, repeated(), redundancy=0.1, progress=False)
+    with pytest.raises(ValueError, match="redundancy must be"):
+        analyze(model, repeated(), redundancy=-0.1, progress=False)
     with pytest.raises(TypeError, match="a batch must be"):
         analyze(model, ["text"], progress=False)
 

@@ -67,7 +67,7 @@ def test_layers_and_heads_selection():
     tokens = torch.randint(0, 40, (1, 7))
     with record(model, summarize=True) as full:
         model(tokens)
-    with record(model, layers=[-1, 0], heads={2: [3, 1]}, summarize=True) as rec:
+    with record(model, layers=[-1, 0], heads={-1: [3, 1]}, summarize=True) as rec:
         model(tokens)
         model(tokens)
     assert rec.layers == [0, 2] and rec.weights[1] is None
@@ -175,3 +175,63 @@ def test_ring_cache_with_a_window_matches_the_windowed_forward():
         for t in range(3, 11):
             model(tokens[:, t : t + 1], cache=cache)
     assert_same_scores(full, dec, [0, 1])
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_visible_blocks_rebuild_the_full_map(window):
+    from multihead.analysis.record import visible_blocks
+    from multihead.masks import key_padding
+
+    mha = MultiHeadAttention(32, 4, num_kv_heads=2)
+    x = torch.randn(2, 9, 32)
+    got = []
+
+    def observe(p):
+        full = torch.zeros_like(p.weights())
+        spans = []
+        for q0, q1, k0, k1, w, _, _ in visible_blocks(p, 4):
+            full[:, :, q0:q1, k0:k1] = w
+            spans.append((q0, q1, k0, k1))
+        got.append((full, p.weights(), spans))
+
+    mha.add_observer(observe)
+    mask = key_padding(lengths=torch.tensor([9, 6]))
+    if window is not None:
+        from multihead.masks import sliding_window
+
+        mask = mask & sliding_window(window)
+    mha(x, mask=mask, is_causal=True, head_mask=torch.tensor([1.0, 0.5, 1.0, 0.0]))
+    full, ref, spans = got[0]
+    torch.testing.assert_close(full, ref)
+    assert spans[0] == (0, 4, 0, 4)  # causal: the first block sees only its own keys
+
+
+def test_summary_matches_the_score_functions_on_the_recorded_maps():
+    from multihead.analysis import scores as S
+    from multihead.masks import key_padding
+
+    mha = MultiHeadAttention(32, 4, num_kv_heads=2)
+    x = torch.randn(2, 9, 32)
+    mask = key_padding(lengths=torch.tensor([9, 6]))
+    hm = torch.tensor([1.0, 0.5, 1.0, 0.0])
+    with torch.no_grad(), record(mha, mode="summary", block=4) as rec:
+        mha(x, mask=mask, is_causal=True, head_mask=hm)
+    with torch.no_grad(), record(mha) as maps:
+        mha(x, mask=mask, is_causal=True, head_mask=hm)
+    w = maps.weights[0]
+    got = rec.summary[0].scores()
+    qmask = torch.arange(9) < torch.tensor([[9], [6]])
+    allowed = (torch.arange(9).view(1, -1) <= torch.arange(9).view(-1, 1)) & qmask[:, None, :]
+    allowed = allowed[:, None]  # (B, 1, Tq, Tk)
+    for name, fn in [
+        ("entropy", S.entropy),
+        ("confidence", S.confidence),
+        ("mean_distance", S.mean_distance),
+        ("sink", S.sink_score),
+    ]:
+        torch.testing.assert_close(
+            got[name], fn(w, query_mask=qmask), atol=1e-5, rtol=1e-5, equal_nan=True, msg=name
+        )
+    ne = S.normalized_entropy(w, query_mask=qmask, allowed=allowed)
+    torch.testing.assert_close(got["normalized_entropy"], ne, atol=1e-5, rtol=1e-5, equal_nan=True)
+    assert torch.isnan(got["entropy"][3])  # head masked to 0: no row counts

@@ -25,8 +25,8 @@ def reference_js(a, b):
 
 
 def test_js_matches_reference_and_bounds():
-    a = torch.softmax(torch.randn(2, 3, 5, 6), dim=-1)
-    b = torch.softmax(torch.randn(2, 2, 5, 6), dim=-1)
+    a = torch.softmax(torch.randn(2, 3, 5, 6, dtype=torch.float64), dim=-1)
+    b = torch.softmax(torch.randn(2, 2, 5, 6, dtype=torch.float64), dim=-1)
     b[0, 1, 2] = 0.0  # a row that does not count
     d = js_divergence(a, b, max_elements=100)  # several row chunks
     assert d.shape == (3, 2)

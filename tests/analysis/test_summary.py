@@ -40,3 +40,15 @@ def test_nothing_counted_is_nan_and_token_scores_need_tokens():
     s = HeadSummary(1)
     s.update(torch.full((1, 1, 2, 2), 0.5), Rows.plain(2, 2))
     assert torch.isnan(s.scores()["induction"]).all() and "rare_token" not in s.scores()
+
+
+def test_pairs_sum_the_divergence_of_the_full_map():
+    from multihead.analysis import js_divergence
+
+    w = torch.softmax(torch.randn(2, 3, 7, 7), dim=-1)
+    s = HeadSummary(3, pairs=True)
+    for q0 in range(0, 7, 3):
+        s.update(w[:, :, q0 : q0 + 3], Rows.plain(7, 7).block(q0, q0 + 3))
+    torch.testing.assert_close(s.divergence(), js_divergence(w, w), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="pairs=False"):
+        HeadSummary(3).divergence()

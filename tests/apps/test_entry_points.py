@@ -12,7 +12,7 @@ from multihead import cli
 
 from .conftest import PYPROJECT, declared_entry_points
 
-APPS = {"agent", "bench"}
+APPS = {"agent", "bench", "demo"}
 
 
 def test_pyproject_declares_every_app_with_an_importable_register():

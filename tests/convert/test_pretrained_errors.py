@@ -199,3 +199,28 @@ def test_heads_selected_behind_the_configs_back_are_refused(llama_dir, tmp_path)
     model.blocks[0].attn.select_heads([0, 1])
     with pytest.raises(ValueError, match="layer 0 holds 2 query and 1 KV heads but its config"):
         to_pretrained(model, tmp_path)
+
+
+def test_attention_only_models_have_no_transformers_architecture(tmp_path):
+    llama_like = DecoderConfig(
+        vocab_size=20,
+        d_model=32,
+        num_heads=4,
+        ffn_dim=0,
+        norm="rmsnorm",
+        activation="swiglu",
+        bias=False,
+    )
+    bert_like = EncoderConfig(
+        vocab_size=20,
+        d_model=32,
+        num_heads=4,
+        ffn_dim=0,
+        position="learned",
+        norm_placement="post",
+        embedding_norm=True,
+        type_vocab_size=2,
+    )
+    for model in (DecoderLM(llama_like), Encoder(bert_like)):
+        with pytest.raises(ValueError, match=r"ffn_dim=0 \(attention-only blocks"):
+            to_pretrained(model, tmp_path / "out")

@@ -72,3 +72,48 @@ def test_separate_attention_and_feed_forward_biases():
     b = block(DecoderConfig(d_model=32, num_heads=4, position="none", out_bias=False))
     assert b.attn.in_proj.bias is not None and b.attn.out_proj.bias is None
     assert b.ffn.up.bias is not None
+
+
+# ---------------------------------------------------------------------- attention-only
+ATTN_ONLY = dict(vocab_size=20, max_seq_len=16, d_model=32, num_layers=2, num_heads=4, ffn_dim=0)
+
+
+def test_attention_only_block_is_the_residual_attention_alone():
+    for placement in ("pre", "post"):
+        cfg = DecoderConfig(**ATTN_ONLY, position="none", norm_placement=placement)
+        b, x = block(cfg), torch.randn(2, 6, 32)
+        assert b.ffn is None and b.norm2 is None
+        assert not any("ffn" in n or "norm2" in n for n, _ in b.named_parameters())
+        got, _ = b(x, mask=masks.causal())
+        if placement == "pre":
+            a, _ = b.attn(b.norm1(x), is_causal=True)
+            want = x + a
+        else:
+            a, _ = b.attn(x, is_causal=True)
+            want = b.norm1(x + a)
+        torch.testing.assert_close(got, want)
+
+
+def test_attention_only_decoder_forwards_saves_reloads_and_decodes_with_its_cache(tmp_path):
+    from multihead.checkpoint import save_checkpoint
+    from multihead.models import DecoderLM
+
+    torch.manual_seed(0)
+    model = DecoderLM(DecoderConfig(**ATTN_ONLY)).eval()
+    with_ffn = DecoderLM(DecoderConfig(**{**ATTN_ONLY, "ffn_dim": None}))
+    # Per block, the feed-forward (2 E F + F + E) and its norm (2 E) are gone.
+    e, f = 32, 4 * 32
+    assert with_ffn.num_parameters() - model.num_parameters() == 2 * (2 * e * f + f + e + 2 * e)
+    x = torch.randint(0, 20, (2, 9))
+    logits = model(x)
+    assert logits.shape == (2, 9, 20) and torch.isfinite(logits).all()
+
+    save_checkpoint(tmp_path, model=model, kind=model.config.kind, config=model.config.to_dict())
+    back = DecoderLM.from_checkpoint(tmp_path)
+    assert back.config.ffn_dim == 0 and back.blocks[1].ffn is None
+    torch.testing.assert_close(back(x), logits)
+
+    cache = model.new_cache(2, 9)
+    steps = [model(x[:, :4], cache=cache)]  # a prompt, then one token at a time
+    steps += [model(x[:, t : t + 1], cache=cache) for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), logits, atol=1e-5, rtol=1e-5)

@@ -248,6 +248,15 @@ def test_pretrained_architecture_fields_are_validated(kwargs, error, message):
         DecoderConfig(**kwargs)
 
 
+def test_ffn_dim_zero_means_attention_only_and_negative_is_refused():
+    cfg = DecoderConfig(d_model=32, num_heads=4, ffn_dim=0)
+    assert cfg.ffn_size == 0 and cfg.attention_only
+    assert not DecoderConfig(d_model=32, num_heads=4).attention_only
+    assert DecoderConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="ffn_dim must be an integer >= 0, got -1"):
+        DecoderConfig(ffn_dim=-1)
+
+
 def test_drophead_reaches_every_attention_layer_and_round_trips():
     from multihead.models import DecoderLM
 

@@ -5,6 +5,8 @@ Layers are numbered as :func:`attention_layers` numbers them, everywhere in this
 
 from __future__ import annotations
 
+# Capture, scores, roles, redundancy, the report (issue 10, first half).
+from multihead.analysis import scores
 from multihead.analysis.analyze import analyze, head_ids
 from multihead.analysis.layers import attention_layers, resolve_layers
 from multihead.analysis.record import Recording, record
@@ -30,6 +32,7 @@ __all__ = [
     "record",
     "redundant_clusters",
     "resolve_layers",
+    "scores",
 ]
 
 # ---- importance, pruning (helper "prune")

@@ -98,7 +98,7 @@ def analyze(
         model: a module with MultiHeadAttention layers; run in eval mode under no_grad.
         batches: an iterable of batches as :func:`default_forward` takes them.
         mode: ``"summary"`` (per-head sums, O(T) memory) or ``"weights"`` (keeps the maps;
-            needed for ``redundancy``). Both give the same scores.
+            which ``redundancy`` compares across layers). Both give the same scores.
         layers, heads: what to analyse, as :func:`~multihead.analysis.record` takes them.
         progress: show a tqdm bar over the batches.
         special_tokens: token ids for the ``special_token`` score (e.g. [CLS], [SEP]).
@@ -108,27 +108,25 @@ def analyze(
         exclude_first: leave the first token out of the pattern scores (TransformerLens's
             ``exclude_bos``).
         block: query rows per block in summary mode.
-        redundancy: a JSD threshold (nats): compute clusters of near-duplicate heads across
-            all layers into ``report.model["redundant_clusters"]`` (weights mode only).
+        redundancy: a JSD threshold (nats): clusters of near-duplicate heads go into
+            ``report.model["redundant_clusters"]`` as ``[[layer, head], ...]`` lists. Weights
+            mode compares every two heads of the model; summary mode the heads of each layer
+            (accumulated block by block, about H times the cost of the other statistics).
         forward: ``forward(model, batch)`` runs one batch.
         max_bytes: the weights-mode memory limit (see :func:`record`).
 
     Raises:
         ValueError: no MultiHeadAttention, layers/heads out of range, ``batches`` yields
-            nothing, ``redundancy`` without ``mode="weights"``.
+            nothing.
     """
     ids = resolve_layers(model, layers)
     if redundancy is not None:
         _checks.require_number("redundancy", redundancy, minimum=0.0)
-        if mode != "weights":
-            raise ValueError(
-                f"redundancy={redundancy} compares heads' maps across layers and needs "
-                f"mode='weights', got mode={mode!r}"
-            )
     if frequencies is None and isinstance(batches, (list, tuple)):
         frequencies = _count(model, batches)
     options = dict(special_tokens=special_tokens, frequencies=frequencies)
     options.update(exclude_first=exclude_first, block=block, max_bytes=max_bytes)
+    options["pairs"] = redundancy is not None and mode == "summary"
     was_training = model.training
     model.eval()
     try:
@@ -150,6 +148,14 @@ def analyze(
         "exclude_first": exclude_first,
         "thresholds": dataclasses.asdict(thresholds or RoleThresholds()),
     }
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_dict"):
+        info["config"] = config.to_dict()
+    if redundancy is not None:
+        info["redundancy"] = {
+            "threshold": redundancy,
+            "scope": "model" if mode == "weights" else "layer",
+        }
     report = HeadReport(info, _entries(model, rec, thresholds))
     if redundancy is not None:
         report.model["redundant_clusters"] = _clusters(model, rec, redundancy)
@@ -201,7 +207,10 @@ def _entries(model: nn.Module, rec: Recording, thresholds) -> list[HeadEntry]:
 
 
 def _clusters(model: nn.Module, rec: Recording, threshold: float) -> list[list[list[int]]]:
-    ids, d = pairwise_js(rec.weights)
+    if any(s is not None and s.pairs for s in rec.summary):
+        ids, d = _within_layers(rec)
+    else:
+        ids, d = pairwise_js(rec.weights)
     names = {}
     for layer in rec.layers:
         original, _ = head_ids(model, layer)
@@ -209,3 +218,18 @@ def _clusters(model: nn.Module, rec: Recording, threshold: float) -> list[list[l
             names[(layer, n)] = original[h]
     groups = redundant_clusters(ids, d, threshold=threshold)
     return [[[layer, names[(layer, n)]] for layer, n in g] for g in groups]
+
+
+def _within_layers(rec: Recording) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """The summaries' per-layer divergences as one block-diagonal matrix (NaN across
+    layers: never linked)."""
+    ids = [(i, n) for i in rec.layers if rec.summary[i] for n in range(len(rec.heads[i]))]
+    d = torch.full((len(ids), len(ids)), float("nan"), dtype=torch.float64)
+    start = 0
+    for i in rec.layers:
+        if rec.summary[i] is None:
+            continue
+        h = len(rec.heads[i])
+        d[start : start + h, start : start + h] = rec.summary[i].divergence()
+        start += h
+    return ids, d

@@ -38,17 +38,16 @@ def _js_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (0.5 * (kl_a + kl_b)).sum(-1).clamp(min=0.0)
 
 
-def js_divergence(
+def js_sums(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
     query_mask: torch.Tensor | None = None,
     max_elements: int = 1 << 24,
-) -> torch.Tensor:
-    """Mean row JSD between every head of ``a`` ``(B, Ha, Tq, Tk)`` and every head of ``b``
-    ``(B, Hb, Tq, Tk)`` (maps of the same inputs): ``(Ha, Hb)`` float64, NaN for a pair with
-    no row counted by both. ``query_mask`` ``(B, Tq)`` bool, True = real query. Rows go
-    ``max_elements`` at a time (memory O(max_elements))."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of row JSDs and number of rows counted by both, for every head of ``a``
+    ``(B, Ha, Tq, Tk)`` against every head of ``b`` ``(B, Hb, Tq, Tk)``: two ``(Ha, Hb)``
+    float64 tensors (what accumulates over blocks and batches)."""
     _checks.require_rank("a", a, 4, "(B, Ha, Tq, Tk)")
     _checks.require_rank("b", b, 4, "(B, Hb, Tq, Tk)")
     if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
@@ -62,14 +61,29 @@ def js_divergence(
     count = torch.zeros(ha, hb, dtype=torch.float64)
     step = max(1, max_elements // max(1, bsz * ha * hb * tk))
     for q0 in range(0, tq, step):
-        pa = a[:, :, q0 : q0 + step].double().unsqueeze(2)  # (B, Ha, 1, r, Tk)
-        pb = b[:, :, q0 : q0 + step].double().unsqueeze(1)  # (B, 1, Hb, r, Tk)
+        pa = a[:, :, q0 : q0 + step].unsqueeze(2)  # (B, Ha, 1, r, Tk)
+        pb = b[:, :, q0 : q0 + step].unsqueeze(1)  # (B, 1, Hb, r, Tk)
         both = (pa.sum(-1) > 0) & (pb.sum(-1) > 0)  # (B, Ha, Hb, r)
         if query_mask is not None:
             both = both & query_mask[:, None, None, q0 : q0 + step]
         d = torch.where(both, _js_rows(pa, pb), 0.0)
-        total += d.sum(dim=(0, 3))
-        count += both.sum(dim=(0, 3))
+        total += d.double().sum(dim=(0, 3)).cpu()
+        count += both.sum(dim=(0, 3)).cpu()
+    return total, count
+
+
+def js_divergence(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    query_mask: torch.Tensor | None = None,
+    max_elements: int = 1 << 24,
+) -> torch.Tensor:
+    """Mean row JSD between every head of ``a`` ``(B, Ha, Tq, Tk)`` and every head of ``b``
+    ``(B, Hb, Tq, Tk)`` (maps of the same inputs): ``(Ha, Hb)`` float64, NaN for a pair with
+    no row counted by both. ``query_mask`` ``(B, Tq)`` bool, True = real query. Rows go
+    ``max_elements`` at a time (memory O(max_elements)); float64 maps stay float64."""
+    total, count = js_sums(a, b, query_mask=query_mask, max_elements=max_elements)
     return torch.where(count > 0, total / count.clamp(min=1), math.nan)
 
 

@@ -8,8 +8,8 @@ A head gets every role whose score reaches its threshold (a head can have severa
   the score ``positional_offset``; k = 0 is the token itself), unless the head is an
   induction or duplicate-token head: on a sequence repeated with period n those read the
   fixed offsets n - 1 and n, which the content roles explain;
-- ``induction``: score ``induction`` (prefix matching, Olsson et al. 2022) >= 0.3;
-- ``duplicate_token``: score ``duplicate_token`` (earlier copies of its token) >= 0.3;
+- ``induction``: score ``induction`` (prefix matching, Olsson et al. 2022) >= 0.2;
+- ``duplicate_token``: score ``duplicate_token`` (earlier copies of its token) >= 0.2;
 - ``sink``: score ``sink`` (share on the first token, a sink / no-op head) >= 0.5;
 - ``broad``: score ``normalized_entropy`` >= 0.8, spread over the keys it may see;
 - ``rare_token``: score ``rare_token`` >= 0.5, its top key is the rarest it may see.
@@ -19,8 +19,10 @@ means "more than half of the head's attention follows the pattern" -- chance on 
 about 1/T. Induction and duplicate-token scores are meaningful on inputs with repeats (the
 repeated-random-tokens task); their threshold is lower because the first half of such a
 sequence has no earlier copy to attend to: at most about half of the rows can follow the
-pattern, so 0.3 is 60 % of the most a perfect head scores there. Change any threshold with
-:class:`RoleThresholds`.
+pattern (a perfect head scores about 0.5), while a head that ignores content puts about 1/q
+of row q's attention on the one expected key (well under 0.1 beyond the first few rows); 0.2
+names a head that puts 40 % of its attention on the copy wherever there is one. Change any
+threshold with :class:`RoleThresholds`.
 
 Example:
     >>> head_roles({"previous_token": 0.9, "sink": 0.05, "normalized_entropy": 0.2})
@@ -70,8 +72,8 @@ class RoleThresholds:
     previous_token: float = 0.5
     next_token: float = 0.5
     positional: float = 0.5
-    induction: float = 0.3
-    duplicate_token: float = 0.3
+    induction: float = 0.2
+    duplicate_token: float = 0.2
     sink: float = 0.5
     broad: float = 0.8
     rare_token: float = 0.5

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from multihead import _checks
+from multihead.analysis.redundancy import js_sums
 
 
 @dataclass
@@ -58,10 +59,18 @@ class Rows:
         q_pos = torch.arange(tk - tq, tk).unsqueeze(0)  # (1, tq)
         return Rows(q_pos, torch.arange(tk).unsqueeze(0), tokens=tokens)
 
-    def block(self, q0: int, q1: int, allowed: torch.Tensor | None = None) -> Rows:
-        """Rows ``[q0, q1)`` of these rows (with the block's own ``allowed``)."""
+    def block(
+        self,
+        q0: int,
+        q1: int,
+        allowed: torch.Tensor | None = None,
+        keys: tuple[int, int] | None = None,
+    ) -> Rows:
+        """Rows ``[q0, q1)`` of these rows, with the block's own ``allowed``; ``keys =
+        (k0, k1)`` keeps only those keys (the weights of the block cover only them)."""
         valid = None if self.valid is None else self.valid[:, q0:q1]
-        return Rows(self.q_pos[:, q0:q1], self.k_pos, valid, allowed, self.tokens)
+        k_pos = self.k_pos if keys is None else self.k_pos[:, keys[0] : keys[1]]
+        return Rows(self.q_pos[:, q0:q1], k_pos, valid, allowed, self.tokens)
 
 
 def tokens_at(table: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -77,8 +86,11 @@ def key_index(k_pos: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
     """Index into the keys of the key at position ``wanted`` ``(1|B, n)``, or -1 when no key
     sits there; ``k_pos`` ``(1|B, Tk)``. Returns ``(1|B, n)`` int64."""
     tk = k_pos.shape[1]
-    if k_pos.shape[0] == 1 and torch.equal(k_pos[0], torch.arange(tk, device=k_pos.device)):
-        return torch.where((wanted >= 0) & (wanted < tk), wanted, -1)
+    k0 = int(k_pos[0, 0]) if tk else 0
+    contiguous = torch.arange(k0, k0 + tk, device=k_pos.device)  # keys k0 .. k0 + Tk - 1
+    if k_pos.shape[0] == 1 and k0 >= 0 and torch.equal(k_pos[0], contiguous):
+        idx = wanted - k0
+        return torch.where((idx >= 0) & (idx < tk), idx, -1)
     top = int(k_pos.max().clamp(min=0)) + 1
     # inverse[b, p] = index of the key at position p; column `top` collects empty slots.
     inverse = torch.full((k_pos.shape[0], top + 1), -1, dtype=torch.long, device=k_pos.device)
@@ -98,6 +110,9 @@ class HeadSummary:
         frequencies: ``(V,)`` token counts (or frequencies) for the rare-token score.
         exclude_first: leave the first token (key position 0) out of the pattern scores
             (offsets, duplicate, induction): TransformerLens's ``exclude_bos``.
+        pairs: also sum the Jensen-Shannon divergence between every two heads' rows
+            (:func:`~multihead.analysis.redundancy.js_sums`; costs about H times the rest),
+            read with :meth:`divergence`.
     """
 
     def __init__(
@@ -108,6 +123,7 @@ class HeadSummary:
         special_tokens: Iterable[int] | None = None,
         frequencies: torch.Tensor | None = None,
         exclude_first: bool = False,
+        pairs: bool = False,
     ) -> None:
         self.num_heads = _checks.require_nonnegative_int("num_heads", num_heads)
         self.max_offset = _checks.require_nonnegative_int("max_offset", max_offset)
@@ -124,10 +140,25 @@ class HeadSummary:
         names += ("special", "tmass", "tfirst", "duplicate", "induction", "rare", "rare_rows")
         self.sums: dict[str, torch.Tensor] = {n: torch.zeros(h, dtype=torch.float64) for n in names}
         self.sums["offsets"] = torch.zeros(h, len(self.offsets), dtype=torch.float64)
+        self.pairs = _checks.require_bool("pairs", pairs)
+        if pairs:
+            self.sums["js"] = torch.zeros(h, h, dtype=torch.float64)
+            self.sums["js_rows"] = torch.zeros(h, h, dtype=torch.float64)
+
+    def divergence(self) -> torch.Tensor:
+        """Mean row Jensen-Shannon divergence between every two heads, ``(H, H)`` float64
+        (NaN where no row counted for both); needs ``pairs=True``."""
+        if not self.pairs:
+            raise ValueError("this summary was made with pairs=False; it has no divergences")
+        return _ratio(self.sums["js"], self.sums["js_rows"])
 
     def merge(self, other: HeadSummary) -> None:
         """Add ``other``'s sums (same heads and options) to these."""
-        if other.num_heads != self.num_heads or other.offsets != self.offsets:
+        if (other.num_heads, other.offsets, other.pairs) != (
+            self.num_heads,
+            self.offsets,
+            self.pairs,
+        ):
             raise ValueError(
                 f"cannot merge a summary of {other.num_heads} heads and offsets up to "
                 f"{other.max_offset} into one of {self.num_heads} heads and {self.max_offset}"
@@ -135,8 +166,10 @@ class HeadSummary:
         for name, value in other.sums.items():
             self.sums[name] += value
 
-    def update(self, w: torch.Tensor, rows: Rows) -> None:
-        """Add the rows of ``w`` ``(B, H, tq, Tk)`` (weights of the query rows ``rows``)."""
+    def update(self, w: torch.Tensor, rows: Rows, *, entropy: torch.Tensor | None = None) -> None:
+        """Add the rows of ``w`` ``(B, H, tq, Tk)`` (weights of the query rows ``rows``);
+        ``entropy`` ``(B, H, tq)`` gives each row's ``-sum w log w`` when the caller has it
+        (computed here otherwise)."""
         _checks.require_rank("weights", w, 4, "(B, H, Tq, Tk)")
         if w.shape[1] != self.num_heads:
             raise ValueError(
@@ -148,7 +181,7 @@ class HeadSummary:
         # Rows reduce in float32 (float64 maps stay float64); rows add up in float64.
         w = w.detach()
         w = w if w.dtype in (torch.float32, torch.float64) else w.float()
-        for name, value in _row_sums(w, rows, self).items():
+        for name, value in _row_sums(w, rows, self, entropy).items():
             self.sums[name] += value.to(self.sums[name].device)
 
     def scores(self) -> dict[str, torch.Tensor]:
@@ -192,10 +225,19 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp(min=1e-300), math.nan)
 
 
-def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.Tensor]:
-    """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``."""
+def _row_sums(
+    w: torch.Tensor, rows: Rows, opt: HeadSummary, ent: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``.
+
+    Elementwise passes over ``(B, H, tq, Tk)`` dominate the cost, so each one is reduced at
+    once (einsum) and the log is taken once."""
     rowsum = w.sum(-1)  # (B, H, tq)
-    keep = rowsum > 0
+    if opt.frequencies is not None:
+        top, top_idx = w.max(-1)  # (B, H, tq) each
+    else:
+        top, top_idx = w.amax(-1), None
+    keep = top > 0
     if rows.valid is not None:
         keep = keep & rows.valid[:, None, :]  # (B, H, tq)
 
@@ -206,19 +248,22 @@ def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.
     visible = k_pos[:, None, None, :] >= 0  # (1|B, 1, 1, Tk)
     if rows.allowed is not None:
         visible = visible & rows.allowed
-    ent = -torch.special.xlogy(w, w).sum(-1)  # (B, H, tq)
+    # w log w with log(w + tiny): exact 0 for w = 0, and a relative change below 1e-20 for
+    # any weight above 1e-10 (xlogy is several times slower).
+    if ent is None:
+        ent = -torch.einsum("bhqk,bhqk->bhq", w, torch.add(w, 1e-30).log_())  # (B, H, tq)
     nvis = visible.sum(-1)  # (B|1, H|1, tq)
     many = nvis > 1
+    dist = (q_pos[:, :, None] - k_pos[:, None, :]).abs().to(w.dtype)  # (1|B, tq, Tk)
     out = {
         "rows": total(torch.ones_like(rowsum)),
         "mass": total(rowsum),
         "entropy": total(ent),
         "nent": total(torch.where(many, ent / nvis.clamp(min=2).log(), 0.0)),
         "nent_rows": total(many.expand_as(keep).to(w.dtype)),
-        "max": total(w.amax(-1)),
+        "max": total(top),
+        "distance": total(_rowdot(w, dist)),
     }
-    dist = (q_pos[:, :, None] - k_pos[:, None, :]).abs().to(w.dtype)  # (1|B, tq, Tk)
-    out["distance"] = total((w * dist[:, None]).sum(-1))
     first = _at_positions(w, k_pos, torch.zeros_like(q_pos).unsqueeze(-1))  # (B, H, tq, 1)
     out["first"] = total(first[..., 0])
     wanted = q_pos.unsqueeze(-1) - torch.tensor(opt.offsets, device=q_pos.device)  # (.., tq, n)
@@ -227,8 +272,16 @@ def _row_sums(w: torch.Tensor, rows: Rows, opt: HeadSummary) -> dict[str, torch.
         at = at.masked_fill(wanted.unsqueeze(1) == 0, 0.0)
     out["offsets"] = torch.where(keep.unsqueeze(-1), at, 0.0).double().sum(dim=(0, 2))
     if rows.tokens is not None:
-        out.update(_token_sums(w, rows, opt, keep, total, rowsum, first[..., 0]))
+        out.update(_token_sums(w, rows, opt, total, rowsum, first[..., 0], top_idx))
+    if opt.pairs:
+        out["js"], out["js_rows"] = js_sums(w, w, query_mask=rows.valid)
     return out
+
+
+def _rowdot(w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """``sum_k w[b, h, q, k] * f[b, q, k]``: ``w`` ``(B, H, tq, Tk)``, ``f`` ``(1|B, tq, Tk)``
+    (shared by the heads) -> ``(B, H, tq)``."""
+    return torch.einsum("bhqk,bqk->bhq", w, f.expand(w.shape[0], -1, -1))
 
 
 def _at_positions(w: torch.Tensor, k_pos: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
@@ -242,7 +295,7 @@ def _at_positions(w: torch.Tensor, k_pos: torch.Tensor, wanted: torch.Tensor) ->
     return torch.where(idx >= 0, got, 0.0)
 
 
-def _token_sums(w, rows: Rows, opt: HeadSummary, keep, total, rowsum, first) -> dict:
+def _token_sums(w, rows: Rows, opt: HeadSummary, total, rowsum, first, top_idx) -> dict:
     """Sums that need the tokens: special, duplicate, induction and rare-token."""
     q_pos, k_pos = rows.q_pos, rows.k_pos
     q_tok = tokens_at(rows.tokens, q_pos)  # (B', tq)
@@ -258,8 +311,8 @@ def _token_sums(w, rows: Rows, opt: HeadSummary, keep, total, rowsum, first) -> 
     out = {
         "tmass": total(rowsum),
         "tfirst": total(first),
-        "duplicate": total((w * dup[:, None]).sum(-1)),
-        "induction": total((w * ind[:, None]).sum(-1)),
+        "duplicate": total(_rowdot(w, dup.to(w.dtype))),
+        "induction": total(_rowdot(w, ind.to(w.dtype))),
     }
     if opt.special_tokens is not None:
         special = torch.tensor(opt.special_tokens, dtype=torch.long, device=k_tok.device)
@@ -273,8 +326,7 @@ def _token_sums(w, rows: Rows, opt: HeadSummary, keep, total, rowsum, first) -> 
         if rows.allowed is not None:
             visible = visible & rows.allowed  # (B|1, H|1, tq, Tk)
         fmin = torch.where(visible, kf[:, None, None, :], math.inf).amin(-1)  # (B, H|1, tq)
-        top = w.argmax(-1)  # (B, H, tq)
-        f_top = kf.gather(1, top.flatten(1)).view_as(top)  # (B, H, tq)
+        f_top = kf.gather(1, top_idx.flatten(1)).view_as(top_idx)  # (B, H, tq)
         out["rare"] = total((f_top <= fmin).to(w.dtype))
         out["rare_rows"] = total(torch.ones_like(rowsum))
     return out

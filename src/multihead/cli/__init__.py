@@ -25,7 +25,7 @@ from functools import partial
 from importlib.metadata import entry_points
 
 GROUP = "multihead.commands"
-BUILTIN: tuple[str, ...] = ("train", "generate", "embed", "analyze", "prune")
+BUILTIN: tuple[str, ...] = ("train", "generate", "embed", "analyze", "prune", "view")
 
 Register = Callable[[argparse._SubParsersAction], None]
 

@@ -79,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--redundancy",
         type=float,
         metavar="JSD",
-        help="also cluster near-duplicate heads below this Jensen-Shannon divergence (nats; "
-        "needs --mode weights)",
+        help="also cluster near-duplicate heads below this Jensen-Shannon divergence (nats): "
+        "across layers with --mode weights, within each layer with --mode summary",
     )
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--csv", metavar="FILE", help="write the report as CSV")

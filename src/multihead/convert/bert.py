@@ -114,6 +114,8 @@ def unsupported(cfg: TransformerConfig) -> list[str]:
         for name, value in wanted.items()
         if getattr(cfg, name) != value
     ]
+    if cfg.attention_only:
+        out.append("ffn_dim=0 (attention-only blocks; BERT has a feed-forward in every block)")
     if not isinstance(cfg, EncoderConfig):
         out.insert(0, f"a {type(cfg).__name__} (BERT is an EncoderConfig's Encoder)")
     if cfg.type_vocab_size < 1:

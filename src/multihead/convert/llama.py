@@ -184,6 +184,10 @@ def unsupported(cfg: TransformerConfig) -> list[str]:
         for name, value in wanted.items()
         if getattr(cfg, name) != value
     ]
+    if cfg.attention_only:
+        out.append(
+            "ffn_dim=0 (attention-only blocks; the Llama family has a feed-forward in every block)"
+        )
     if not isinstance(cfg, DecoderConfig):
         out.insert(0, f"a {type(cfg).__name__} (the Llama family is a DecoderConfig's DecoderLM)")
     if not _model_types(cfg):

@@ -5,7 +5,12 @@ targets that cannot be predicted are ``IGNORE`` (-100, ``cross_entropy``'s ignor
 the loss scores only the algorithmic part.
 
 - ``induction``: a random sequence repeated twice; the second copy is predictable by an
-  induction head (Olsson et al. 2022, "In-context learning and induction heads").
+  induction head (Olsson et al. 2022, "In-context learning and induction heads"). The period
+  is the same in every example, so a head attending at that fixed offset solves it too.
+- ``induction_random``: random tokens in which a random segment of random length is repeated
+  right after itself, at a random place: ``noise A A noise``. Period and position differ
+  per example, so no fixed-offset head can solve it; only the two-layer induction circuit
+  (a previous-token head, then an induction head reading it) predicts the second ``A``.
 - ``copy``: ``a SEP a``; ``reverse``: ``a SEP reversed(a)``.
 
 Example:
@@ -24,18 +29,19 @@ import torch
 from multihead import _checks
 
 IGNORE = -100
-TASKS = ("induction", "copy", "reverse")
+TASKS = ("induction", "induction_random", "copy", "reverse")
 # The shortest input length T at which a task scores a token. Induction repeats n = (T+1)//2 + 1
 # tokens and scores T - n of them: T = 4 is the first length with one (a0 a1 a2 a0 -> a1).
 # Copy and reverse score n = T // 2 tokens after the separator: one at T = 3 (a SEP -> a).
-_MIN_SEQ_LEN = {"induction": 4, "copy": 3, "reverse": 3}
+# induction_random repeats a segment of n >= 2 tokens and scores n - 1: T = 3 (a0 a1 a0 -> a1).
+_MIN_SEQ_LEN = {"induction": 4, "induction_random": 3, "copy": 3, "reverse": 3}
 
 
 class SyntheticTask:
     """A synthetic task.
 
     Args:
-        name: ``"induction"``, ``"copy"`` or ``"reverse"``.
+        name: ``"induction"``, ``"induction_random"``, ``"copy"`` or ``"reverse"``.
         vocab_size: total vocabulary; ``copy``/``reverse`` reserve the last id as SEP.
         seq_len: T, the model input length.
     """
@@ -79,6 +85,8 @@ class SyntheticTask:
         _checks.require_int("batch_size", batch_size, minimum=1)
         t = self.seq_len if seq_len is None else seq_len
         self._check_length(t)
+        if self.name == "induction_random":
+            return _random_repeat(batch_size, t, self.vocab_size, generator)
         if self.name == "induction":
             n = (t + 1) // 2 + 1  # two copies give at least T + 1 tokens
             a = torch.randint(0, self.vocab_size, (batch_size, n), generator=generator)
@@ -98,3 +106,36 @@ class SyntheticTask:
         y[:, :n] = IGNORE  # before SEP nothing is predictable
         y[:, 2 * n :] = IGNORE  # padding
         return seq[:, :-1], y
+
+
+def repeat_lengths(seq_len: int) -> tuple[int, int]:
+    """The shortest and longest repeated segment ``induction_random`` draws at input length
+    ``seq_len``: ``n`` in ``[max(2, m // 2), m]`` with ``m = (seq_len + 1) // 2``, so the period
+    varies by a factor of two (a single length only at the shortest inputs).
+
+    >>> repeat_lengths(32), repeat_lengths(3)
+    ((8, 16), (2, 2))
+    """
+    longest = (seq_len + 1) // 2
+    return max(2, longest // 2), longest
+
+
+def _random_repeat(
+    b: int, t: int, vocab: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``noise A A noise`` over T + 1 tokens: each row repeats its own segment (length ``n``
+    per :func:`repeat_lengths`, start ``p`` uniform in ``[0, T + 1 - 2n]``). Scored: the
+    targets inside the second copy, from its second token on (``n - 1`` per row); everything
+    else, the noise and the first copy, is unpredictable and IGNORE."""
+    lo, hi = repeat_lengths(t)
+    seq = torch.randint(0, vocab, (b, t + 1), generator=generator)  # (B, T+1)
+    n = torch.randint(lo, hi + 1, (b, 1), generator=generator)  # (B, 1)
+    room = t + 2 - 2 * n  # choices of the start p, >= 1
+    p = (torch.rand(b, 1, generator=generator) * room).long().clamp(max=room - 1)  # (B, 1)
+    pos = torch.arange(t + 1).expand(b, t + 1)  # (B, T+1)
+    second = (pos >= p + n) & (pos < p + 2 * n)
+    seq = seq.gather(1, torch.where(second, pos - n, pos))  # the second copy reads the first
+    y = seq[:, 1:].clone()  # (B, T): target of input i is token i + 1
+    target = pos[:, 1:]
+    y[~((target > p + n) & (target < p + 2 * n))] = IGNORE
+    return seq[:, :-1], y

@@ -1,5 +1,6 @@
 """The transformer block: pre-norm ``x + attn(norm(x))``, then ``x + ffn(norm(x))``; or
-post-norm ``norm(x + attn(x))``, then ``norm(x + ffn(x))``.
+post-norm ``norm(x + attn(x))``, then ``norm(x + ffn(x))``. With ``ffn_dim=0`` the block is
+attention-only: the first half alone, no feed-forward and no second norm.
 
 Legend: B batch, T sequence length, E model width, H_l the block's query heads.
 
@@ -79,6 +80,9 @@ class TransformerBlock(nn.Module):
     attend); head_mask ``(H_l,)`` or ``(B, H_l)`` multiplying each head's output (1 keeps,
     0 removes; differentiable). Returns ``(x, weights)``: ``(B, T, E)`` and the attention
     weights ``(B, H_l, T, Tk)`` when ``need_weights`` else None.
+
+    An attention-only block (``config.ffn_dim=0``) has ``ffn`` and ``norm2`` set to None:
+    ``x + attn(norm1(x))`` (pre-norm) or ``norm1(x + attn(x))`` (post-norm).
     """
 
     def __init__(
@@ -92,14 +96,17 @@ class TransformerBlock(nn.Module):
         self.post_norm = config.norm_placement == "post"
         self.norm1 = make_norm(config)
         self.attn = make_attention(config, layer, rotary=rotary)
-        self.norm2 = make_norm(config)
-        self.ffn = FeedForward(
-            dim=config.d_model,
-            hidden_dim=config.ffn_size,
-            activation=config.activation,
-            bias=config.has_mlp_bias,
-            dropout=config.dropout,
-        )
+        self.norm2: nn.Module | None = None
+        self.ffn: FeedForward | None = None
+        if not config.attention_only:
+            self.norm2 = make_norm(config)
+            self.ffn = FeedForward(
+                dim=config.d_model,
+                hidden_dim=config.ffn_size,
+                activation=config.activation,
+                bias=config.has_mlp_bias,
+                dropout=config.dropout,
+            )
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
@@ -122,6 +129,10 @@ class TransformerBlock(nn.Module):
         )
         if self.post_norm:
             x = self.norm1(x + self.dropout(a))
-            return self.norm2(x + self.ffn(x)), weights  # (B, T, E), (B, H_l, T, Tk) | None
+            if self.ffn is not None:
+                x = self.norm2(x + self.ffn(x))
+            return x, weights  # (B, T, E), (B, H_l, T, Tk) | None
         x = x + self.dropout(a)
-        return x + self.ffn(self.norm2(x)), weights  # (B, T, E), (B, H_l, T, Tk) | None
+        if self.ffn is not None:
+            x = x + self.ffn(self.norm2(x))
+        return x, weights  # (B, T, E), (B, H_l, T, Tk) | None

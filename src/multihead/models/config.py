@@ -86,7 +86,10 @@ class TransformerConfig:
             ``num_heads`` (GQA/MQA).
         head_dim: D (None = d_model / num_heads). Pruning heads never changes it.
         ffn_dim: hidden width of the feed-forward (None = 4 E for GELU, about 8/3 E rounded
-            up to a multiple of 8 for SwiGLU, which keeps the parameter count of 4 E GELU).
+            up to a multiple of 8 for SwiGLU, which keeps the parameter count of 4 E GELU);
+            0 = attention-only blocks, with no feed-forward and no norm before it (the
+            models of Elhage et al. 2021 and Olsson et al. 2022, where circuits are read off
+            the attention alone).
         activation: ``"gelu"`` or ``"swiglu"`` (Shazeer 2020).
         norm: ``"layernorm"`` or ``"rmsnorm"`` (Zhang and Sennrich 2019).
         norm_eps: epsilon of the norms.
@@ -175,9 +178,11 @@ class TransformerConfig:
                 f"num_heads={self.num_heads} does not divide d_model={self.d_model}; choose "
                 "num_heads dividing d_model or set head_dim"
             )
-        for name in ("num_kv_heads", "head_dim", "ffn_dim"):
+        for name in ("num_kv_heads", "head_dim"):
             if getattr(self, name) is not None:
                 _checks.require_int(name, getattr(self, name), minimum=1)
+        if self.ffn_dim is not None:
+            _checks.require_int("ffn_dim", self.ffn_dim, minimum=0)  # 0 = attention-only
         if self.window is not None:
             _checks.require_positive_int("window", self.window)  # the rule masks and caches use
         if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
@@ -250,11 +255,17 @@ class TransformerConfig:
 
     @property
     def ffn_size(self) -> int:
+        """The feed-forward's hidden width; 0 for attention-only blocks."""
         if self.ffn_dim is not None:
             return self.ffn_dim
         if self.activation == "swiglu":
             return -(-int(8 * self.d_model / 3) // 8) * 8
         return 4 * self.d_model
+
+    @property
+    def attention_only(self) -> bool:
+        """The blocks have no feed-forward (``ffn_dim=0``)."""
+        return self.ffn_size == 0
 
     @property
     def has_qkv_bias(self) -> bool:

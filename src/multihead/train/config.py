@@ -34,8 +34,8 @@ class TrainConfig:
     """Training options.
 
     Attributes:
-        task: ``"text"`` (byte-level corpus) or a synthetic task (``"induction"``, ``"copy"``,
-            ``"reverse"``).
+        task: ``"text"`` (byte-level corpus) or a synthetic task (``"induction"``,
+            ``"induction_random"``, ``"copy"``, ``"reverse"``).
         data: a file or folder for ``"text"`` (None = the Python standard library sources).
         val_fraction: share of the corpus held out for validation, in (0, 0.5].
         steps: optimizer steps in total.

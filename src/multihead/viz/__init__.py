@@ -3,13 +3,16 @@
 * :func:`render_viewer` / :class:`Viewer`: one self-contained HTML file (no network) with the
   head view, the model view and the head report; see :mod:`multihead.viz.viewer` and, for
   how the weights are stored, :mod:`multihead.viz.encoding`.
+* :func:`view`: run a model on one input and render that viewer for it
+  (:mod:`multihead.viz.from_model`).
 * Plots (need matplotlib, the ``viz`` extra; Agg, no pyplot state): :func:`attention_heatmap`,
   :func:`attention_grid`, :func:`head_scores`, :func:`head_importance`,
   :func:`pruning_curve`, :func:`loss_curve` (with :func:`read_log` and :func:`phase_change`),
   and :func:`save` (PNG, SVG or PDF by suffix). Each plot returns the matplotlib Figure and
   takes an optional Axes to draw into.
 
-Everything takes plain data (tensors or arrays, the head report dict), never a model.
+Everything but :func:`view` takes plain data (tensors or arrays, the head report dict),
+never a model.
 See ``docs/viz.md`` for a guide.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from multihead.viz.from_model import view
 from multihead.viz.tokens import readable_tokens
 from multihead.viz.viewer import Viewer, render_viewer
 
@@ -49,4 +53,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'multihead.viz' has no attribute {name!r}")
 
 
-__all__ = ["Viewer", "readable_tokens", "render_viewer", *_PLOTS]
+__all__ = ["Viewer", "readable_tokens", "render_viewer", "view", *_PLOTS]

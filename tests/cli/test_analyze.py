@@ -82,6 +82,7 @@ def test_text_and_data_as_ids_and_weights_mode(checkpoint, tmp_path, capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[1:5]] == ["1"] * 4
+    assert lines[5].startswith("near-duplicate heads (layer, head): 1:0 1:1 1:2 1:3")
     assert main(["analyze", "--checkpoint", checkpoint, "--text", "3 4 5", "--no-progress"]) == 0
 
 
@@ -92,7 +93,7 @@ def test_text_and_data_as_ids_and_weights_mode(checkpoint, tmp_path, capsys):
         (["--text", "1 99"], "outside the vocabulary [0, 50)"),
         (["--task", "induction", "--layers", "7"], "layer 7 is out of range"),
         (["--task", "induction", "--batches", "0"], "--batches must be a positive integer"),
-        (["--task", "induction", "--redundancy", "0.1"], "needs mode='weights'"),
+        (["--task", "induction", "--redundancy", "-1"], "redundancy must be"),
     ],
 )
 def test_bad_input(checkpoint, capsys, flags, message):
