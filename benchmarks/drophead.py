@@ -107,7 +107,7 @@ def main() -> int:
         "",
         f"`{cmd}` — torch {torch.__version__}; validation bits per byte on {args.eval_tokens} "
         "tokens; heads removed by re-scored gradient importance (Michel et al. 2019), "
-        f"{args.step:.0%} of them per step, each layer keeping one.",
+        f"{args.step:.1%} of them per step, each layer keeping one.",
         "",
         "| run | steps | val bpb (training log) | val bpb (here) |",
         "| --- | --- | --- | --- |",

@@ -18,7 +18,9 @@ checkpoint's step and training config (with a fresh optimizer state), so ``multi
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
@@ -116,11 +118,22 @@ def _train_config(saved: dict | None, args: argparse.Namespace) -> TrainConfig:
     return dataclasses.replace(base, **changes)
 
 
-def _measure(model: DecoderLM, batches: list, tokens: torch.Tensor) -> tuple[float, float]:
-    """(loss in nats per scored token, seconds per forward of ``tokens``)."""
+def _loss(model: DecoderLM, batches: list) -> float:
+    """Loss in nats per scored token."""
     with evaluating(model):
-        loss = score_batches(model, batches).loss
-    return loss, seconds_per_forward(model, tokens, repeats=5)
+        return score_batches(model, batches).loss
+
+
+def _speeds(a: DecoderLM, b: DecoderLM, tokens: torch.Tensor, rounds: int = 5) -> list[float]:
+    """Seconds per forward of ``a`` and ``b``, timed alternately (so a busy machine slows
+    both alike), the fastest of ``rounds`` each."""
+    for model in (a, b):
+        seconds_per_forward(model, tokens, repeats=1, warmup=0)  # warm-up, untimed
+    best = [math.inf, math.inf]
+    for _ in range(rounds):
+        for i, model in enumerate((a, b)):
+            best[i] = min(best[i], seconds_per_forward(model, tokens, repeats=1, warmup=0))
+    return best
 
 
 def _spec(args: argparse.Namespace, model: DecoderLM, data: TrainData) -> dict[int, list[int]]:
@@ -154,9 +167,11 @@ def run(args: argparse.Namespace) -> int:
     spec = _spec(args, model, data)
     heads_before = list(model.config.layer_head_counts)
     flops_before = forward_flops(model, x.shape[1])
-    loss_before, s_before = _measure(model, val, x)
+    loss_before = _loss(model, val)
+    unpruned = copy.deepcopy(model)
     prune_heads(model, spec, allow_empty_layer=args.allow_empty_layer)
-    loss_after, s_after = _measure(model, val, x)
+    loss_after = _loss(model, val)
+    s_before, s_after = _speeds(unpruned, model, x)
     train_config = TrainConfig.from_dict(saved_train) if saved_train else None
     path = save_pruned(
         model,
@@ -171,9 +186,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"removed {removed} of {sum(heads_before)} heads ({shown})")
     print(f"heads per layer: {heads_before} -> {list(model.config.layer_head_counts)}")
     print(f"loss ({scoring.task} validation, nats/token): {loss_before:.4f} -> {loss_after:.4f}")
+    if scoring.task == "text":  # one token per byte
+        bpb = [v / math.log(2) for v in (loss_before, loss_after)]
+        print(f"bits per byte: {bpb[0]:.4f} -> {bpb[1]:.4f}")
     print(
-        f"forward of a {tuple(x.shape)} batch: {1e3 * s_before:.2f} ms -> {1e3 * s_after:.2f} ms "
-        f"({s_before / s_after:.2f}x; FLOPs predict {predicted:.2f}x)"
+        f"forward of a {tuple(x.shape)} batch (fastest of 5, timed alternately): "
+        f"{1e3 * s_before:.2f} ms -> {1e3 * s_after:.2f} ms ({s_before / s_after:.2f}x; FLOPs "
+        f"predict {predicted:.2f}x)"
     )
     print(f"wrote {path}")
     if train_config is not None:
