@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 
 from multihead import analysis
 from multihead.checkpoint import save_checkpoint
+from multihead.data import IGNORE, SyntheticTask
 from multihead.models import DecoderLM
 from multihead.train import train
 from multihead.viz.curves import phase_change, read_log
@@ -59,6 +61,7 @@ class Demo:
     out: Path
     model: DecoderLM | None = None
     pruned: DecoderLM | None = None
+    circuit: DecoderLM | None = None  # the two named heads alone, fine-tuned
     log: list[tuple[int, float]] = field(default_factory=list)
     phase_step: int | None = None
     train_seconds: float = 0.0
@@ -69,6 +72,7 @@ class Demo:
     base_loss: float = math.nan
     pruned_loss: float = math.nan
     circuit_loss: float = math.nan  # the two named heads alone (head mask)
+    circuit_tuned: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     curve: list[tuple[float, float]] = field(default_factory=list)  # (fraction removed, loss)
     files: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -193,6 +197,39 @@ def prune(demo: Demo) -> None:
     )
 
 
+def tune_circuit(demo: Demo) -> None:
+    """Keep only the two named heads (physically), then train that 2-head model a few steps
+    on the task: the heads of each layer shared the work, and once the others are gone the
+    named pair takes it over (pruning then fine-tuning, as in most pruning work after Michel
+    et al. 2019). Records the loss on the repeated half every ``tune_every`` steps."""
+    r = demo.recipe
+    cfg = demo.model.config
+    named = set(demo.named.values())
+    removed = {
+        layer: [h for h in range(cfg.num_heads) if (layer, h) not in named]
+        for layer in range(cfg.num_layers)
+    }
+    model = analysis.prune_heads(copy.deepcopy(demo.model), removed)
+    demo.circuit_tuned = [(0, heads.repeated_half_loss(model, demo.batches))]
+    data = SyntheticTask(TASK, vocab_size=r.vocab_size, seq_len=r.seq_len)
+    g = torch.Generator().manual_seed(r.seed * 1_000_003 + 7)  # apart from the eval batches
+    opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0)
+    every = max(1, r.tune_steps // 10)
+    for i in range(r.tune_steps):
+        model.train()
+        x, y = data.batch("train", batch_size=r.batch_size, generator=g)  # (B, T) each
+        logits = model(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (i + 1) % every == 0 or i + 1 == r.tune_steps:
+            model.eval()
+            demo.circuit_tuned.append((i + 1, heads.repeated_half_loss(model, demo.batches)))
+    model.eval()
+    demo.circuit = model
+
+
 def timed(demo: Demo, name: str, fn: Callable[[], Any]) -> Any:
     """Run step ``name`` (errors become :class:`StepFailed`) and record its seconds."""
     start = time.perf_counter()
@@ -225,6 +262,9 @@ def run(
     timed(demo, "analyze", lambda: analyze(demo))
     say("[3/4] prune: every head but the fewest the loss needs")
     timed(demo, "prune", lambda: prune(demo))
+    if recipe.tune_steps:
+        say(f"      then the named heads alone, fine-tuned {recipe.tune_steps} steps")
+        timed(demo, "tune", lambda: tune_circuit(demo))
     say("[4/4] report: figures, viewer, report.html")
     timed(demo, "report", lambda: report.write(demo))
     return demo

@@ -33,6 +33,8 @@ class Recipe:
         eval_batches: batches (of ``batch_size``) for the scores, importance and losses.
         tolerance: pruning keeps heads until the loss is within this fraction of the
             unpruned model's.
+        tune_steps: after pruning, the two named heads alone are fine-tuned this many
+            steps (AdamW at ``lr``); 0 skips it.
     """
 
     vocab_size: int = 64
@@ -47,6 +49,7 @@ class Recipe:
     seed: int = 0
     eval_batches: int = 8
     tolerance: float = 0.10
+    tune_steps: int = 300
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "seq_len", "d_model", "num_heads", "batch_size"):
@@ -54,6 +57,7 @@ class Recipe:
         _checks.require_int("steps", self.steps, minimum=2)  # warmup takes one step
         _checks.require_int("seed", self.seed, minimum=0)
         _checks.require_int("eval_batches", self.eval_batches, minimum=1)
+        _checks.require_int("tune_steps", self.tune_steps, minimum=0)
         _checks.require_number("lr", self.lr, above=0)
         _checks.require_number("tolerance", self.tolerance, above=0)
         _checks.require_number("final_lr", self.final_lr, above=0, maximum=1)
@@ -94,5 +98,5 @@ FULL = Recipe()
 # Smaller models or shorter sequences met the phase change later, not sooner (docs/demo.md),
 # so the test's run is the same model for fewer steps at a constant learning rate (a decay
 # over 700 steps slows it down before the change), on a seed whose change comes early.
-SMALL = Recipe(steps=700, seed=2, final_lr=1.0, eval_batches=4)
+SMALL = Recipe(steps=700, seed=2, final_lr=1.0, eval_batches=4, tune_steps=100)
 RECIPES = {"full": FULL, "small": SMALL}

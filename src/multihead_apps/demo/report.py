@@ -145,6 +145,15 @@ def summary_lines(demo: Demo) -> list[str]:
     total = cfg.num_layers * cfg.num_heads
     change = 100 * (demo.pruned_loss / demo.base_loss - 1)
     return [
+        *_main_lines(demo, pl, ph, il, ih, kept, total, change),
+        *_tuned_lines(demo),
+    ]
+
+
+def _main_lines(
+    demo: Demo, pl: int, ph: int, il: int, ih: int, kept: int, total: int, change: float
+) -> list[str]:
+    return [
         f"trained {demo.recipe.steps} steps in {demo.train_seconds:.0f} s; "
         f"phase change (steepest loss drop) at step {demo.phase_step}",
         f"previous-token head: layer {pl} head {ph} "
@@ -158,6 +167,20 @@ def summary_lines(demo: Demo) -> list[str]:
         f"tolerance {100 * demo.recipe.tolerance:.0f} %)",
         f"the two named heads alone (no retraining): {demo.circuit_loss:.3f} nats "
         f"(a uniform guess: {math.log(demo.recipe.vocab_size):.3f})",
+    ]
+
+
+def _tuned_lines(demo: Demo) -> list[str]:
+    if not demo.circuit_tuned:
+        return []
+    steps, loss = demo.circuit_tuned[-1]
+    cfg = demo.model.config
+    change = 100 * (loss / demo.base_loss - 1)
+    verdict = "within" if loss <= (1 + demo.recipe.tolerance) * demo.base_loss else "outside"
+    return [
+        f"the two named heads alone, fine-tuned {steps} steps: {loss:.3f} nats "
+        f"({change:+.1f} % against all {cfg.num_layers * cfg.num_heads} heads: {verdict} the "
+        f"{100 * demo.recipe.tolerance:.0f} % tolerance)"
     ]
 
 

@@ -59,6 +59,10 @@ def test_the_small_pipeline_finds_keeps_and_reports_the_circuit(small_run):
     assert "induction head: layer 1 head" in stdout
     assert re.search(r"phase change \(steepest loss drop\) at step \d+", stdout)
     assert stdout.strip().endswith(f"report: {out / 'report.html'}")
+    # Fine-tuning the named pair alone lowers its loss (the others' share is taken over).
+    alone = float(re.search(r"named heads alone \(no retraining\): ([\d.]+)", stdout)[1])
+    tuned = re.search(rf"alone, fine-tuned {SMALL.tune_steps} steps: ([\d.]+) nats", stdout)
+    assert tuned and float(tuned[1]) < alone
 
 
 def test_a_failing_step_is_one_line_naming_it(tmp_path, capsys):
