@@ -99,3 +99,27 @@ def test_text_and_data_as_ids_and_weights_mode(checkpoint, tmp_path, capsys):
 def test_bad_input(checkpoint, capsys, flags, message):
     assert main(["analyze", "--checkpoint", checkpoint, "--no-progress", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_importance_equals_the_librarys_gradient_importance(checkpoint, tmp_path, capsys):
+    import torch
+
+    from multihead.analysis import gradient_importance
+    from multihead.convert import load_model
+    from multihead.data import SyntheticTask
+
+    out = tmp_path / "r.json"
+    argv = ["analyze", "--checkpoint", checkpoint, "--task", "induction", "--batches", "2"]
+    argv += ["--batch-size", "2", "--seq-len", "16", "--no-progress", "--importance"]
+    assert main([*argv, "--json", str(out)]) == 0
+    heads = json.loads(out.read_text())["heads"]
+    model, _ = load_model(checkpoint)
+    task = SyntheticTask("induction", vocab_size=50, seq_len=16)
+    g = torch.Generator().manual_seed(0)
+    batches = [task.batch("test", batch_size=2, generator=g)[0] for _ in range(2)]
+    expected = gradient_importance(model, batches, progress=False)
+    got = [[h["importance"] for h in heads if h["layer"] == layer] for layer in range(2)]
+    torch.testing.assert_close(
+        torch.tensor(got, dtype=torch.float64), torch.stack(expected).double(), rtol=1e-5, atol=1e-7
+    )
+    assert all(v is not None for row in got for v in row)

@@ -23,7 +23,15 @@ from typing import Any
 import torch
 
 from multihead import _checks
-from multihead.analysis import HeadReport, RoleThresholds, analyze, resolve_layers
+from multihead.analysis import (
+    HeadReport,
+    RoleThresholds,
+    analyze,
+    gradient_importance,
+    importance_by_head,
+    resolve_layers,
+)
+from multihead.analysis.fidelity import jacobian_importance
 from multihead.cli.helptext import DefaultsFormatter
 from multihead.convert import load_model, minilm
 from multihead.data import SyntheticTask
@@ -81,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="JSD",
         help="also cluster near-duplicate heads below this Jensen-Shannon divergence (nats): "
         "across layers with --mode weights, within each layer with --mode summary",
+    )
+    p.add_argument(
+        "--importance",
+        action="store_true",
+        help="also score each head's importance (Michel et al. 2019, |dL/dmask| per example, "
+        "L2-normalized per layer): the next-token loss for a decoder; for an encoder, how far "
+        "removing the head moves the mean-pooled sentence embedding",
     )
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--csv", metavar="FILE", help="write the report as CSV")
@@ -146,6 +161,18 @@ def build_batches(args: argparse.Namespace, model: Any, tokenizer: Any) -> list[
     return list(rows.split(args.batch_size))
 
 
+def head_importance(model: Any, batches: list[Any], *, progress: bool) -> dict:
+    """``{(layer, original head): importance}`` on the analysed batches: gradient importance
+    of the next-token loss (decoder), or of the embedding's move (encoder; the fidelity loss
+    itself has zero gradient at the unpruned model, see :mod:`multihead.analysis.fidelity`)."""
+    if isinstance(model, Encoder):
+        pairs = [(b["tokens"], b["padding_mask"]) for b in batches]
+        scores = jacobian_importance(model, pairs)  # (L, H)
+        scores = scores / scores.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return importance_by_head(model, list(scores))
+    return importance_by_head(model, gradient_importance(model, batches, progress=progress))
+
+
 def format_table(report: HeadReport) -> str:
     """One aligned line per head: layer, head, kv head, roles, top scores, importance."""
     rows = [("layer", "head", "kv", "roles", "top scores", "importance")]
@@ -195,6 +222,10 @@ def run(args: argparse.Namespace) -> int:
         block=args.block,
         redundancy=args.redundancy,
     )
+    if args.importance:
+        report = report.with_importance(
+            head_importance(model, batches, progress=not args.no_progress)
+        )
     report.model["source"] = args.checkpoint or args.model
     report.model["data"] = args.task or args.data or "text"
     for path, text in (
