@@ -26,11 +26,11 @@ from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from multihead.convert import from_pretrained, minilm, minilm_path, sentence_embeddings  # noqa: E402
-from multihead.data import english  # noqa: E402
-from multihead_apps.bench.timing import Timings, interleave  # noqa: E402
+from multihead.convert import from_pretrained, minilm, minilm_path, sentence_embeddings
+from multihead.data import english
+from multihead_apps.bench.timing import Timings, interleave
 
 THREADS = 2
 Row = tuple[str, str, str, str, str]
@@ -58,7 +58,13 @@ def _rows(t: Timings, pairs: list[tuple[str, str, str, Callable[[float], str]]])
         lo, hi = t.ratio_range(ref, ours)  # ref time / our time = our speed-up
         speedup = 1.0 / t.ratio(ours, ref)
         rows.append(
-            (what, unit(t.median(ours)), unit(t.median(ref)), f"{speedup:.2f}x", f"{lo:.2f}-{hi:.2f}")
+            (
+                what,
+                unit(t.median(ours)),
+                unit(t.median(ref)),
+                f"{speedup:.2f}x",
+                f"{lo:.2f}-{hi:.2f}",
+            )
         )
     return rows
 
@@ -82,7 +88,9 @@ def bench_minilm(rounds: int) -> list[Row]:
         "st256": lambda: st.encode([long_text], batch_size=1, convert_to_tensor=True),
     }
     t = interleave(calls, rounds=rounds, warmup=2)
-    label = f"MiniLM, batch 32 of {int(n.min())}-{int(n.max())} tokens (mean {n.float().mean():.1f})"
+    label = (
+        f"MiniLM, batch 32 of {int(n.min())}-{int(n.max())} tokens (mean {n.float().mean():.1f})"
+    )
     return _rows(
         t,
         [

@@ -17,7 +17,11 @@ def test_first_fit_decreasing_layout_and_block_diagonal_mask():
     assert p.tokens.tolist() == [[4, 5, 6], [7, 8, 1], [10, 11, 0]]
     allowed = p.allowed()
     assert allowed.shape == (3, 1, 3, 3)
-    assert allowed[2, 0].tolist() == [[True, True, False], [True, True, False], [False] * 2 + [True]]
+    assert allowed[2, 0].tolist() == [
+        [True, True, False],
+        [True, True, False],
+        [False] * 2 + [True],
+    ]
 
 
 def test_sequence_means_average_each_sequence():

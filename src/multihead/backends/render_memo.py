@@ -42,9 +42,7 @@ class RenderMemo:
     def __init__(self) -> None:
         self._entry: tuple[tuple, tuple, tuple[int, ...], Rendered] | None = None
 
-    def get(
-        self, mask: AttentionMask, sizes: tuple, render: Callable[[], Rendered]
-    ) -> Rendered:
+    def get(self, mask: AttentionMask, sizes: tuple, render: Callable[[], Rendered]) -> Rendered:
         """``render()``'s result for ``mask`` at ``sizes`` (any hashable description of the
         batch, heads, lengths, dtype and device), reused when the last call matches."""
         if mask.head_biases or torch.compiler.is_compiling():
