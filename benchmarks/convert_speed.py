@@ -40,16 +40,17 @@ def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def minilm_batches() -> tuple[list[str], str]:
-    """32 sentences of about 20 tokens (18 to 24), and one text of at least 256 tokens."""
+def minilm_batches() -> tuple[list[str], list[str], str]:
+    """32 sentences of about 20 tokens (14 to 26; the corpus has few longer ones), 32
+    consecutive sentences of mixed lengths, and one text of at least 256 tokens."""
     _, tok = minilm()
     sentences = english.sentences()
     lengths = tok.encode(sentences).lengths.tolist()
-    batch = [s for s, n in zip(sentences, lengths) if 14 <= n <= 26][:32]
-    if len(batch) < 32:  # too few of that length: take the longest ones
+    uniform = [s for s, n in zip(sentences, lengths) if 14 <= n <= 26][:32]
+    if len(uniform) < 32:  # too few of that length: take the longest ones
         order = sorted(range(len(sentences)), key=lambda i: -lengths[i])
-        batch = [sentences[i] for i in order[:32]]
-    return batch, " ".join(sentences)
+        uniform = [sentences[i] for i in order[:32]]
+    return uniform, sentences[:32], " ".join(sentences)
 
 
 def _rows(t: Timings, pairs: list[tuple[str, str, str, Callable[[float], str]]]) -> list[Row]:
@@ -74,27 +75,33 @@ def bench_minilm(rounds: int) -> list[Row]:
 
     model, tok = minilm()
     st = SentenceTransformer(str(minilm_path()), device="cpu")
-    batch, long_text = minilm_batches()
-    n = tok.encode(batch).lengths
-    got = sentence_embeddings(model, tok, batch)
-    want = st.encode(batch, batch_size=32, convert_to_tensor=True)
-    diff = (got - want).abs().max().item()
-    if diff > 1e-5:
-        raise AssertionError(f"MiniLM embeddings differ from sentence-transformers by {diff}")
+    uniform, mixed, long_text = minilm_batches()
+    for batch in (uniform, mixed):
+        got = sentence_embeddings(model, tok, batch)
+        want = st.encode(batch, batch_size=32, convert_to_tensor=True)
+        diff = (got - want).abs().max().item()
+        if diff > 1e-5:
+            raise AssertionError(f"MiniLM embeddings differ from sentence-transformers by {diff}")
     calls = {
-        "ours32": lambda: sentence_embeddings(model, tok, batch, batch_size=32),
-        "st32": lambda: st.encode(batch, batch_size=32, convert_to_tensor=True),
+        "ours32": lambda: sentence_embeddings(model, tok, uniform, batch_size=32),
+        "st32": lambda: st.encode(uniform, batch_size=32, convert_to_tensor=True),
+        "ours32mixed": lambda: sentence_embeddings(model, tok, mixed, batch_size=32),
+        "st32mixed": lambda: st.encode(mixed, batch_size=32, convert_to_tensor=True),
         "ours256": lambda: sentence_embeddings(model, tok, [long_text]),
         "st256": lambda: st.encode([long_text], batch_size=1, convert_to_tensor=True),
     }
     t = interleave(calls, rounds=rounds, warmup=2)
-    label = (
-        f"MiniLM, batch 32 of {int(n.min())}-{int(n.max())} tokens (mean {n.float().mean():.1f})"
-    )
+
+    def label(batch: list[str]) -> str:
+        n = tok.encode(batch).lengths
+        return f"batch 32 of {int(n.min())}-{int(n.max())} tokens (mean {n.float().mean():.1f})"
+
+    per_s = lambda s: f"{32 / s:.0f}"  # noqa: E731
     return _rows(
         t,
         [
-            (f"{label}, sentences/s", "ours32", "st32", lambda s: f"{32 / s:.0f}"),
+            (f"MiniLM, {label(uniform)}, sentences/s", "ours32", "st32", per_s),
+            (f"MiniLM, mixed {label(mixed)}, sentences/s", "ours32mixed", "st32mixed", per_s),
             ("MiniLM, batch 1 of 256 tokens, ms", "ours256", "st256", lambda s: f"{s * 1e3:.1f}"),
         ],
     )
