@@ -194,3 +194,19 @@ def test_alibi_slopes_can_stay_out_of_the_state_dict():
     assert alibi.slopes.tolist() == [alibi_slopes(4)[2].item(), alibi_slopes(4)[0].item()]
     with pytest.raises(TypeError, match="persistent must be a bool"):
         ALiBi(num_heads=4, persistent=1)
+
+
+def test_rope_fast_half_split_path_equals_the_pairwise_formula_and_follows_positions():
+    from multihead.positional import RotaryEmbedding
+
+    rope = RotaryEmbedding(16)
+    x = torch.randn(2, 3, 16, 5).transpose(2, 3)  # (B, H, T, D), not contiguous
+    pos = torch.tensor([[0, 1, 2, 3, 4], [7, 8, 9, 10, 11]])
+    for _ in range(2):  # the second call reuses the remembered angles
+        cos, sin = rope.angles(pos)
+        a, b = x[..., :8], x[..., 8:]
+        want = torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)
+        assert torch.equal(rope(x, pos), want)
+    pos += 3  # changed in place: the angles must follow
+    fresh = RotaryEmbedding(16)
+    assert torch.equal(rope(x, pos), fresh(x, pos.clone()))

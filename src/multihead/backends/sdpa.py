@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from multihead.backends import Backend, Request
 from multihead.backends.math import compute_dtype
+from multihead.backends.render_memo import RenderMemo
 from multihead.masks import AttentionMask
 
 
@@ -49,6 +50,8 @@ def _probe_empty_rows() -> bool:
 # Probed once at import, not per call, so that compiled code sees plain constants.
 HAS_ENABLE_GQA = _probe_enable_gqa()
 ZEROES_EMPTY_ROWS = _probe_empty_rows()
+# The last rendered mask: the layers of one forward share it (see render_memo).
+MEMO = RenderMemo()
 
 
 def forward(
@@ -66,26 +69,14 @@ def forward(
     hkv, tk = k.shape[1], k.shape[2]
     attn_mask = None
     is_causal = False
+    row_ok = None  # (B|1, H|1, Tq, 1): rows the mask lets see some key; None = every row
     if mask.is_noop(tq, tk):
         pass
     elif mask.is_plain_causal(tq, tk):
         is_causal = True
     else:
-        # Float parts are summed in float32 and rounded to q's dtype once, as torch would.
-        attn_mask = mask.render(b, hq, tq, tk, dtype=compute_dtype(q.dtype), device=q.device)
-        if attn_mask is not None and attn_mask.is_floating_point():
-            attn_mask = attn_mask.to(q.dtype)
-    row_ok = None  # (B|1, H|1, Tq, 1): rows the mask lets see some key
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            row_ok = attn_mask.any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
-        else:
-            row_ok = (attn_mask > -torch.inf).any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
-        if not ZEROES_EMPTY_ROWS:
-            if attn_mask.dtype == torch.bool:
-                attn_mask = attn_mask | ~row_ok
-            else:
-                attn_mask = attn_mask.masked_fill(~row_ok, 0.0)
+        sizes = (b, hq, tq, tk, q.dtype, q.device)
+        attn_mask, row_ok = MEMO.get(mask, sizes, lambda: _render(mask, *sizes))
     kwargs = {}
     if hq != hkv:
         if HAS_ENABLE_GQA:
@@ -110,6 +101,41 @@ def forward(
     return _propagate_non_finite(out, q, k, row_ok), None
 
 
+def _eager_cpu(t: torch.Tensor) -> bool:
+    """On the CPU outside compiled code a value read back costs no device round trip, so
+    eager code may branch on it and skip work that only matters in rare cases."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _render(
+    mask: AttentionMask, b: int, hq: int, tq: int, tk: int, dtype: torch.dtype, device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The mask as SDPA takes it and the rows that may see some key (None: all of them)."""
+    # Float parts are summed in float32 and rounded to q's dtype once, as torch would.
+    attn_mask = mask.render(b, hq, tq, tk, dtype=compute_dtype(dtype), device=device)
+    if attn_mask is None:
+        return None, None
+    if attn_mask.is_floating_point():
+        attn_mask = attn_mask.to(dtype)
+        row_ok = (attn_mask > -torch.inf).any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
+    else:
+        row_ok = attn_mask.any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
+    if _eager_cpu(attn_mask) and bool(row_ok.all()):
+        # No empty row: nothing to patch afterwards. A bool mask becomes the additive form
+        # SDPA would build from it on every call (0 keep, -inf drop), once per forward.
+        if attn_mask.dtype == torch.bool:
+            attn_mask = torch.zeros(attn_mask.shape, dtype=dtype, device=device).masked_fill(
+                ~attn_mask, -torch.inf
+            )
+        return attn_mask, None
+    if not ZEROES_EMPTY_ROWS:
+        if attn_mask.dtype == torch.bool:
+            attn_mask = attn_mask | ~row_ok
+        else:
+            attn_mask = attn_mask.masked_fill(~row_ok, 0.0)
+    return attn_mask, row_ok
+
+
 def _propagate_non_finite(
     out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, row_ok: torch.Tensor | None
 ) -> torch.Tensor:
@@ -125,9 +151,11 @@ def _propagate_non_finite(
     (O(T * D)), small beside the attention except when decoding one query against a long cache.
     """
     b, hq, hkv = q.shape[0], q.shape[1], k.shape[1]
+    acc = torch.promote_types(q.dtype, torch.float32)
+    if _eager_cpu(q) and bool(torch.isfinite(q.sum(dtype=acc) + k.sum(dtype=acc))):
+        return out  # every input finite (the common case): nothing to propagate
     # A sum is NaN/Inf when a term is (and, accumulated in at least float32, finite inputs of
     # any sane size never overflow it): one read of q and k, no temporary of their size.
-    acc = torch.promote_types(q.dtype, torch.float32)
     q_bad = ~torch.isfinite(q.sum(dim=-1, keepdim=True, dtype=acc))  # (B, Hq, Tq, 1)
     k_bad = ~torch.isfinite(k.sum(dim=(-2, -1), dtype=acc))  # (B, Hkv)
     k_bad = k_bad.view(b, hkv, 1).expand(b, hkv, hq // hkv).reshape(b, hq, 1, 1)  # (B,Hq,1,1)

@@ -7,9 +7,11 @@ the real tokens) and ``Normalize`` (L2), and ``sentence_bert_config.json`` trunc
 ``max_seq_length`` (256) tokens. :func:`sentence_embeddings` does the same.
 
 Padding costs compute, so sentences are sorted by length and batched with their neighbours
-(as sentence-transformers also does): each batch is padded only to its own longest sentence,
-and a batch without padding runs with no mask at all, which lets the attention backend take
-its unmasked fast path.
+(as sentence-transformers also does), and a batch without padding runs with no mask at all
+(the attention backend's unmasked fast path). A batch of different lengths is packed
+(:mod:`multihead.models.packing`): several short sentences share a row of the longest one's
+length under a block-diagonal mask, so projections and feed-forward layers compute on real
+tokens only.
 
 Legend: N sentences, B batch, T tokens, E model width.
 """
@@ -30,6 +32,7 @@ from multihead.convert.packaged import minilm_path
 from multihead.convert.pretrained import from_pretrained
 from multihead.convert.tokenizer import Tokenizer, load_tokenizer
 from multihead.models import Encoder
+from multihead.models.packing import pack_sequences
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,26 @@ def _pool(hidden: torch.Tensor, real: torch.Tensor | None, pooling: str) -> torc
     return (hidden * w).sum(dim=1) / w.sum(dim=1).clamp_min(1e-9)  # (B, E)
 
 
+def _embed_batch(
+    model: Encoder, ids: torch.Tensor, lengths: torch.Tensor, pooling: str, device: torch.device
+) -> torch.Tensor:
+    """Pooled ``(B, E)`` float32 (on the CPU) of ``ids`` ``(B, T)`` with ``lengths``
+    ``(B,)``: unmasked when no sentence is padded; packed (several sentences per row,
+    no compute on padding) when mean pooling and packing saves rows; else padded."""
+    t = int(lengths.max())
+    ids = ids[:, :t]  # (B, T)
+    if bool((lengths == t).all()):
+        return _pool(model.hidden_states(ids.to(device)), None, pooling).float().cpu()
+    if pooling == "mean":
+        packed = pack_sequences(ids.to(device), lengths.to(device))
+        if packed.tokens.shape[0] < ids.shape[0]:
+            hidden = model.packed_hidden_states(packed)  # (R, L, E)
+            return packed.sequence_means(hidden).float().cpu()
+    real = torch.arange(t)[None, :] < lengths[:, None]  # (B, T), True = real token
+    hidden = model.hidden_states(ids.to(device), padding_mask=real.to(device))  # (B, T, E)
+    return _pool(hidden, real.to(device), pooling).float().cpu()
+
+
 @torch.no_grad()
 def sentence_embeddings(
     model: Encoder,
@@ -165,12 +188,7 @@ def sentence_embeddings(
     model.eval()
     try:
         for rows in order.split(batch_size):
-            t = int(lengths[rows].max())
-            ids = enc.ids[rows, :t].to(device)  # (B, T)
-            real = enc.attention_mask[rows, :t].to(device)  # (B, T), True = real token
-            real = None if bool(real.all()) else real
-            hidden = model.hidden_states(ids, padding_mask=real)  # (B, T, E)
-            out[rows] = _pool(hidden, real, pooling).float().cpu()
+            out[rows] = _embed_batch(model, enc.ids[rows], lengths[rows], pooling, device)
     finally:
         model.train(was_training)
     return torch.nn.functional.normalize(out, p=2, dim=1) if normalize else out

@@ -138,7 +138,22 @@ class DecoderLM(TransformerStack):
                 self.check_length(t)
                 positions = torch.arange(t, device=tokens.device)  # (T,)
         if cache is not None:
-            cache.begin(positions)  # each layer's attention masks at the cache's key positions
+            return self.transform_cached(tokens, positions, cache, head_mask=head_mask)
+        return self.transform(tokens, positions, head_mask=head_mask)
+
+    def transform_cached(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        *,
+        head_mask: HeadMask | None = None,
+    ) -> torch.Tensor:
+        """Hidden states ``(B, T, E)`` of ``tokens`` ``(B, T)`` at ``positions`` ``(T,)`` or
+        ``(B, T)``, written to ``cache`` and attending to everything cached before them.
+        The tokens are not range-checked (:meth:`forward` checks them): generation feeds
+        tokens it picked from the vocabulary itself."""
+        cache.begin(positions)  # each layer's attention masks at the cache's key positions
         return self.transform(tokens, positions, cache=cache, head_mask=head_mask)
 
     def hidden_states(

@@ -21,6 +21,7 @@ from multihead import masks
 from multihead.models.config import EncoderConfig
 from multihead.models.embeddings import check_tokens
 from multihead.models.head_mask import HeadMask
+from multihead.models.packing import PackedBatch
 from multihead.models.stack import TransformerStack, init_weights
 
 
@@ -124,3 +125,18 @@ class Encoder(TransformerStack):
         """The final hidden states ``(B, T, E)``; ``padding_mask`` ``(B, T)`` has
         **True = real token**. The uniform trunk interface shared with DecoderLM."""
         return self(tokens, padding_mask=padding_mask, head_mask=head_mask)[0]
+
+    def packed_hidden_states(self, packed: PackedBatch) -> torch.Tensor:
+        """The final hidden states ``(R, L, E)`` of sequences packed into rows
+        (:func:`~multihead.models.packing.pack_sequences`): each token attends to its own
+        sequence only (a block-diagonal mask, True = may attend) at positions restarting
+        at 0, so each sequence gets the hidden states it has alone, without computing on
+        padding. Token type 0 everywhere."""
+        if not isinstance(packed, PackedBatch):
+            raise TypeError(f"packed must be a PackedBatch, got {type(packed).__name__}")
+        check_tokens("packed.tokens", packed.tokens, self.config.vocab_size)
+        self.check_length(int(packed.positions.max()) + 1)
+        # The structural mask (a window, if any) compares row slots, which within one
+        # sequence differ exactly as its positions do.
+        mask = self.mask & masks.dense(packed.allowed())
+        return self.transform(packed.tokens, packed.positions, mask=mask)  # (R, L, E)

@@ -182,12 +182,13 @@ def stream(
             cache = model.new_cache(b, total)
             cache.set_prompt_lengths(lengths)
             prefill = torch.arange(tokens.shape[1], device=device)  # (Tp,)
-            logits = model(tokens, positions=prefill, cache=cache)  # (B, Tp, V)
+            hidden = model.transform_cached(tokens, prefill, cache)  # (B, Tp, E)
+            # Only each row's last prompt position is read: the head runs on B rows, not B*Tp.
+            last = model.head(hidden[rows, lengths - 1])  # (B, V)
         else:
             seq = torch.zeros(b, total, dtype=torch.long, device=device)
             seq[:, : tokens.shape[1]] = tokens
-            logits = model(tokens)
-        last = logits[rows, lengths - 1]  # (B, V)
+            last = model(tokens)[rows, lengths - 1]  # (B, V)
         for step in range(max_new_tokens):
             nxt = sample_next(last, sampling, generator=generator).masked_fill(done, -1)  # (B,)
             yield nxt
@@ -196,7 +197,9 @@ def stream(
                 return
             feed = nxt.clamp_min(0)
             if cache is not None:
-                last = model(feed[:, None], cache=cache)[:, -1]  # (B, V)
+                # The fed tokens come from the vocabulary by construction: no range check.
+                step = cache.next_positions(1)  # (B, 1)
+                last = model.head(model.transform_cached(feed[:, None], step, cache)[:, -1])
             else:
                 seq[rows, lengths] = feed
                 lengths = lengths + 1
