@@ -141,3 +141,11 @@ def test_prompt_and_stop_token_ids_outside_the_vocabulary_are_named():
         model.generate(torch.tensor([[1, -1]]), max_new_tokens=2)
     with pytest.raises(ValueError, match=r"stop_tokens \[77\] are outside the vocabulary"):
         model.generate([[1, 2]], max_new_tokens=2, stop_tokens=[77])
+
+
+def test_stream_checks_its_arguments_when_called_not_at_first_next():
+    model = build()
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 0"):
+        model.stream([[1, 2]], max_new_tokens=-1)  # no next(): the call itself raises
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.stream([[1, 2]], max_new_tokens=2, stop_tokens=[10_000])

@@ -155,7 +155,10 @@ def stream(
     generator: torch.Generator | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield ``(B,)`` new tokens per step, ``-1`` for rows that have already stopped (see
-    :meth:`DecoderLM.generate`). The model runs in eval mode and gets its mode back."""
+    :meth:`DecoderLM.generate`). The model runs in eval mode and gets its mode back.
+
+    Every argument is checked here, when ``stream`` is called, not at the first ``next()``:
+    a bad argument fails at the call that gave it."""
     _checks.require_int("max_new_tokens", max_new_tokens, minimum=0)
     _checks.require_bool("use_cache", use_cache)
     vocab = model.config.vocab_size
@@ -164,13 +167,28 @@ def stream(
         raise ValueError(f"stop_tokens {bad} are outside the vocabulary [0, {vocab})")
     device = next(model.parameters()).device
     tokens, lengths = pad_prompts(prompts, device, vocab)  # (B, Tp), (B,)
-    b = tokens.shape[0]
     total = int(lengths.max()) + max_new_tokens
     if model.config.position == "learned" and total > model.config.max_seq_len:
         raise ValueError(
             f"prompt ({int(lengths.max())}) + max_new_tokens ({max_new_tokens}) = {total} "
             f"exceeds max_seq_len={model.config.max_seq_len} of the learned positions"
         )
+    return _steps(model, tokens, lengths, total, max_new_tokens, sampling, use_cache, generator)
+
+
+def _steps(
+    model: DecoderLM,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    total: int,
+    max_new_tokens: int,
+    sampling: Sampling,
+    use_cache: bool,
+    generator: torch.Generator | None,
+) -> Iterator[torch.Tensor]:
+    """The decoding loop of :func:`stream` on checked, padded ``tokens`` ``(B, Tp)`` with
+    ``lengths`` ``(B,)``."""
+    device, b = tokens.device, tokens.shape[0]
     stops = torch.tensor(sampling.stop_tokens, dtype=torch.long, device=device)
     done = torch.zeros(b, dtype=torch.bool, device=device)
     rows = torch.arange(b, device=device)
