@@ -10,6 +10,7 @@ is aborted and recorded).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -38,29 +39,56 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser():
-    """A launched headless Chromium (session-wide), or a skip saying why there is none."""
+# One Playwright and one Chromium per test process, whichever conftest asks for them (the demo
+# tests import this fixture too, and a second sync_playwright() inside the first one's event
+# loop fails). Started on first use, stopped when the process exits.
+_SHARED: dict[str, object] = {}
+
+
+def _shared_browser():
+    """The process's launched Chromium, or the reason there is none (a string)."""
+    if "browser" in _SHARED:
+        return _SHARED["browser"]
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError as err:
-        pytest.skip(f"playwright is not installed ({err}); `make setup` installs it")
+        _SHARED["browser"] = f"playwright is not installed ({err}); `make setup` installs it"
+        return _SHARED["browser"]
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
-        pytest.skip(
+        _SHARED["browser"] = (
             "chromium is not installed (`make setup` installs Debian's chromium when "
             "apt-get is available)"
         )
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(
-                executable_path=executable, args=CHROMIUM_ARGS, timeout=60_000
-            )
-        except Error as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            pytest.skip(f"chromium at {executable} cannot be launched: {first}")
-        yield launched
+        return _SHARED["browser"]
+    playwright = sync_playwright().start()
+    try:
+        launched = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, timeout=60_000
+        )
+    except Error as err:
+        playwright.stop()
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _SHARED["browser"] = f"chromium at {executable} cannot be launched: {first}"
+        return _SHARED["browser"]
+
+    def stop() -> None:
         launched.close()
+        playwright.stop()
+
+    atexit.register(stop)
+    _SHARED["browser"] = launched
+    return launched
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A launched headless Chromium (shared by the whole test process), or a skip saying why
+    there is none."""
+    launched = _shared_browser()
+    if isinstance(launched, str):
+        pytest.skip(launched)
+    return launched
 
 
 @dataclass
