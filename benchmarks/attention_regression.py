@@ -28,7 +28,8 @@ from multihead_apps.bench.results import write_section
 
 HEADING = "### Attention: no regression against an older tree"
 NEW = Path(__file__).resolve().parents[1]
-ROW = re.compile(r"^\| (?P<name>[^|]+?) \| [\d.]+ \| (?P<x>[\d.]+)x \|")
+# A table row: competitor | median ms | x ref, the ratio followed by its range in newer trees.
+ROW = re.compile(r"^\| (?P<name>[^|]+?) \| [\d.,]+ \| (?P<x>[\d.]+)x(?: \([^)]*\))? \|")
 
 
 def bench_rows(tree: Path) -> dict[tuple[str, str], float]:
