@@ -33,11 +33,9 @@ from multihead.analysis import (
 )
 from multihead.analysis.fidelity import jacobian_importance
 from multihead.cli.helptext import DefaultsFormatter
-from multihead.convert import load_model, minilm
+from multihead.cli.source import add_model_source, load_source
 from multihead.data import SyntheticTask
 from multihead.models import Encoder
-
-MODELS = ("minilm",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,11 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(beside the fast backend), print one row per head (layer, head, roles, top "
         "scores) and write the head report as JSON, CSV or Markdown.",
     )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--checkpoint", metavar="DIR", help="a multihead checkpoint or Hugging Face directory"
-    )
-    source.add_argument("--model", choices=MODELS, help="a packaged model")
+    add_model_source(p)
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument(
         "--task", choices=("induction",), help="synthetic data: random tokens repeated twice"
@@ -195,10 +189,7 @@ def format_table(report: HeadReport) -> str:
 def run(args: argparse.Namespace) -> int:
     for flag in ("batches", "batch_size", "seq_len", "block"):
         _checks.require_positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
-    if args.model == "minilm":
-        model, tokenizer = minilm()
-    else:
-        model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_source(args)
     layers = None
     if args.layers:
         try:

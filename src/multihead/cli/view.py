@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 
 from multihead.cli.helptext import DefaultsFormatter
-
-MODELS = ("minilm",)
+from multihead.cli.source import add_model_source, load_source
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,11 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "viewer: head view, model view and (with --report) the sortable head report, in one "
         "self-contained HTML file that makes no network request.",
     )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--checkpoint", metavar="DIR", help="a multihead checkpoint or Hugging Face directory"
-    )
-    source.add_argument("--model", choices=MODELS, help="a packaged model")
+    add_model_source(p)
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument(
         "--text",
@@ -88,17 +83,13 @@ def _report(path: str | None) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from multihead.convert import load_model, minilm
     from multihead.viz import view
 
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     tokens = args.text if args.ids is None else parse_ids(args.ids)
     report = _report(args.report)
-    if args.model == "minilm":
-        model, tokenizer = minilm()
-    else:
-        model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_source(args)
     page = view(
         model, tokens, tokenizer=tokenizer, report=report, title=args.title, top_k=args.top_k
     )
