@@ -149,3 +149,19 @@ def test_stream_checks_its_arguments_when_called_not_at_first_next():
         model.stream([[1, 2]], max_new_tokens=-1)  # no next(): the call itself raises
     with pytest.raises(ValueError, match="outside the vocabulary"):
         model.stream([[1, 2]], max_new_tokens=2, stop_tokens=[10_000])
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_every_decoding_step_runs_without_autograd(use_cache):
+    # The steps are a generator: its body runs at each next(), so the no_grad of the call
+    # that built it is long gone. A step that records a graph is slower and holds memory.
+    model = build()
+    seen = []
+    hook = model.head.register_forward_hook(lambda m, i, out: seen.append(out.requires_grad))
+    try:
+        tokens = list(model.stream([[1, 2, 3]], max_new_tokens=4, use_cache=use_cache))
+    finally:
+        hook.remove()
+    assert len(tokens) == 4 and len(seen) == 4
+    assert not any(seen)
+    assert torch.is_grad_enabled()  # and the caller's mode is back

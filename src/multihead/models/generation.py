@@ -176,6 +176,9 @@ def stream(
     return _steps(model, tokens, lengths, total, max_new_tokens, sampling, use_cache, generator)
 
 
+# A generator function's body runs at each next(), outside the no_grad of the call that made
+# it: it needs its own (torch's decorator enters it around every resumption).
+@torch.no_grad()
 def _steps(
     model: DecoderLM,
     tokens: torch.Tensor,
