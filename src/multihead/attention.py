@@ -19,6 +19,7 @@ from torch.utils.hooks import RemovableHandle
 
 from multihead import _checks, module_conversions, selection
 from multihead.functional import attention, check_backend_name
+from multihead.linear import Linear
 from multihead.masks import AttentionMask, HeadBias, as_mask
 from multihead.masks import bias as bias_mask
 from multihead.masks import causal as causal_mask
@@ -175,12 +176,12 @@ class MultiHeadAttention(nn.Module):
             # No heads: torch warns that initializing the empty projections is a no-op.
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             if self.packed:
-                self.in_proj = nn.Linear(embed_dim, q_size + 2 * kv_size, bias=bias, **fk)
+                self.in_proj = Linear(embed_dim, q_size + 2 * kv_size, bias=bias, **fk)
             else:
-                self.q_proj = nn.Linear(embed_dim, q_size, bias=bias, **fk)
-                self.k_proj = nn.Linear(self.kdim, kv_size, bias=bias, **fk)
-                self.v_proj = nn.Linear(self.vdim, kv_size, bias=bias, **fk)
-            self.out_proj = nn.Linear(
+                self.q_proj = Linear(embed_dim, q_size, bias=bias, **fk)
+                self.k_proj = Linear(self.kdim, kv_size, bias=bias, **fk)
+                self.v_proj = Linear(self.vdim, kv_size, bias=bias, **fk)
+            self.out_proj = Linear(
                 q_size, embed_dim, bias=bias if out_bias is None else out_bias, **fk
             )
         # An OrderedDict, as torch's hook dicts: RemovableHandle holds a weak reference to it.

@@ -7,7 +7,8 @@ Legend: B batch, T sequence length, H heads, D head dim, E input width.
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from multihead.linear import linear
 
 
 def split_heads(x: torch.Tensor, heads: int, head_dim: int | None = None) -> torch.Tensor:
@@ -38,12 +39,12 @@ def project_packed(
     """
     nq, nk, nv = sizes
     if query is key and key is value:
-        return nn.functional.linear(query, weight, bias).split(sizes, dim=-1)
+        return linear(query, weight, bias).split(sizes, dim=-1)
     w_q, w_k, w_v = weight.split(sizes, dim=0)
     b_q, b_k, b_v = bias.split(sizes) if bias is not None else (None, None, None)
-    q = nn.functional.linear(query, w_q, b_q)
+    q = linear(query, w_q, b_q)
     if key is value:
         kv_bias = bias[nq:] if bias is not None else None
-        k, v = nn.functional.linear(key, weight[nq:], kv_bias).split((nk, nv), dim=-1)
+        k, v = linear(key, weight[nq:], kv_bias).split((nk, nv), dim=-1)
         return q, k, v
-    return q, nn.functional.linear(key, w_k, b_k), nn.functional.linear(value, w_v, b_v)
+    return q, linear(key, w_k, b_k), linear(value, w_v, b_v)

@@ -33,6 +33,7 @@ from torch import nn
 from multihead import masks
 from multihead.cache import KVCache
 from multihead.checkpoint import load_checkpoint
+from multihead.linear import Linear
 from multihead.models import generation, scoring
 from multihead.models.config import DecoderConfig
 from multihead.models.embeddings import check_tokens
@@ -61,7 +62,7 @@ class DecoderLM(TransformerStack):
         if config.window is not None:
             mask = mask & masks.sliding_window(config.window)
         super().__init__(config, mask=mask)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head = Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self, config.num_layers)
         if config.tie_embeddings:
             self.head.weight = self.embed.tokens.weight

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from multihead import _checks
+from multihead.linear import Linear
 from multihead.models.config import ACTIVATIONS
 from multihead.roles import MATRIX, RESIDUAL, Role
 
@@ -54,8 +55,8 @@ class FeedForward(nn.Module):
         self.activation = activation
         self.hidden_dim = hidden_dim
         gated = activation == "swiglu"
-        self.up = nn.Linear(dim, hidden_dim * (2 if gated else 1), bias=bias)
-        self.down = nn.Linear(hidden_dim, dim, bias=bias)
+        self.up = Linear(dim, hidden_dim * (2 if gated else 1), bias=bias)
+        self.down = Linear(hidden_dim, dim, bias=bias)
         self.dropout = nn.Dropout(_checks.require_probability("dropout", dropout))
 
     def parameter_roles(self) -> list[tuple[nn.Parameter, Role]]:
