@@ -113,3 +113,28 @@ def test_bad_parameters_and_blocks_are_named():
         Muon([{"params": [w], "row_blocks": [None, None]}])
     with pytest.raises(ValueError, match="adjust_lr_fn must be one of"):
         Muon([w], adjust_lr_fn="rms")
+
+
+def test_the_iteration_dtype_is_a_choice_and_a_float32_step_is_the_float64_one_rounded():
+    gen = torch.Generator().manual_seed(3)
+    start = torch.randn(12, 5, generator=gen)
+    grads = [[torch.randn(12, 5, generator=gen)] for _ in range(3)]
+    got = {}
+    for dtype in (torch.float32, torch.float64):
+        p = torch.nn.Parameter(start.clone().to(dtype))
+        run(Muon([p], lr=0.02, ns_dtype=dtype), [p], [[g.to(dtype)] for (g,) in grads])
+        got[dtype] = p.detach()
+    # float32 iterations of 12x5 matrices agree with float64 to ~1e-7 relative per step
+    torch.testing.assert_close(got[torch.float32].double(), got[torch.float64], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"ns_dtype must be one of .*got torch.float16"):
+        Muon([torch.nn.Parameter(start.clone())], ns_dtype=torch.float16)
+
+
+def test_a_loaded_state_keeps_this_optimizers_iteration_dtype():
+    p = torch.nn.Parameter(torch.randn(8, 4))
+    old = Muon([p], lr=0.01)  # bfloat16, torch.optim.Muon's
+    run(old, [p], [[torch.randn(8, 4)]])
+    new = Muon([p], lr=0.01, ns_dtype=torch.float32)
+    new.load_state_dict(old.state_dict())
+    assert new.param_groups[0]["ns_dtype"] == "float32"
+    run(new, [p], [[torch.randn(8, 4)]])  # steps with the kept dtype

@@ -49,6 +49,8 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     rest = {names[id(p)] for g in adam.param_groups for p in g["params"]}
     assert "embed.tokens.weight" in rest and not rest & set(hidden)
     assert len(hidden) + len(rest) == len(names)
+    # On the CPU the Newton-Schulz iteration runs in float32 (bfloat16 is emulated there)
+    assert muon.param_groups[0]["ns_dtype"] == "float32"
 
 
 def test_combined_steps_every_part_and_round_trips_its_state():

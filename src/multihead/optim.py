@@ -82,6 +82,9 @@ def make_optimizer(
     per-projection; ``"muon_whole"``, whole parameters). Matrices and embeddings decay;
     biases and norm gains do not (decaying them only fights the normalization).
 
+    Muon's Newton-Schulz iteration runs in bfloat16 on CUDA and in float32 elsewhere (CPUs
+    without native bfloat16 run it some 30x slower; see :class:`~multihead.muon.Muon`).
+
     Groups follow :func:`multihead.roles.parameter_roles`, so wrapping or renaming the model
     (``nn.Sequential(model)``, DDP, ``torch.compile``) gives the same groups.
     """
@@ -115,5 +118,6 @@ def make_optimizer(
         lr=lr,
         weight_decay=weight_decay,
         adjust_lr_fn="match_rms_adamw",
+        ns_dtype=torch.bfloat16 if hidden[0].is_cuda else torch.float32,
     )
     return Combined(muon, adam)
