@@ -6,9 +6,10 @@ kernel behind ``F.linear`` reads it slowly on some CPUs: on this project's machi
 AMD EPYC, fp32, 2 threads) ``F.linear`` at n = 2 to 64 ran up to 3x slower than the same
 product written ``(W @ x^T)^T``, which the BLAS serves with another kernel, and greedy
 decoding of a 135M-parameter Llama at batch 8 went from 28 to 42 tokens/s
-(benchmarks/RESULTS.md, "After the few-row linear and the decode no_grad fix"). :func:`linear` takes that form for 2 to
-:data:`MAX_ROWS` rows. It is a fixed rule, not a per-call timing, so that the same input
-always gives the same output; set ``MAX_ROWS = 0`` to turn it off.
+(benchmarks/RESULTS.md, "After the few-row linear and the decode no_grad fix").
+:func:`linear` takes that form for 2 to :data:`MAX_ROWS` rows. It is a fixed rule, not a
+per-call timing, so that the same input always gives the same output; set ``MAX_ROWS = 0``
+to turn it off.
 
 Only inference on the CPU takes this path: autograd, compiled graphs, other devices, mixed
 dtypes, one row and more than :data:`MAX_ROWS` rows use ``F.linear`` unchanged. The two forms
