@@ -26,6 +26,7 @@ from multihead.masks import causal as causal_mask
 from multihead.observation import AttentionPoints, Observer
 from multihead.projection import merge_heads, project_packed, split_heads
 from multihead.roles import MATRIX, RESIDUAL, Role
+from multihead.unpadding import Unpadded
 
 
 class PositionalRotation(Protocol):
@@ -310,16 +311,23 @@ class MultiHeadAttention(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def project(
-        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        unpadded: Unpadded | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Input projections, split into heads: q ``(B, Hq, Tq, D)``, k and v
-        ``(B, Hkv, Tk, D)``."""
+        ``(B, Hkv, Tk, D)``. With ``unpadded``, query = key = value are the real tokens
+        ``(N, E)``: they are projected, then padded (zeros) to ``(B, T, ...)``."""
         if self.packed:
             q, k, v = project_packed(
                 query, key, value, self.in_proj.weight, self.in_proj.bias, self._sizes
             )
         else:
             q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        if unpadded is not None:
+            q, k, v = (unpadded.pad(t) for t in (q, k, v))  # (B, T, H*D) each, 0 at padding
         d = self.head_dim
         return (
             split_heads(q, self.num_heads, d),
@@ -339,6 +347,7 @@ class MultiHeadAttention(nn.Module):
         head_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
         cache: KVCacheLayer | None = None,
+        unpadded: Unpadded | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend.
 
@@ -361,6 +370,11 @@ class MultiHeadAttention(nn.Module):
                 and the mask is evaluated at its key positions (``cache.key_positions()``)
                 and the query ``positions``, so causality, windows and ALiBi hold for any
                 cache layout.
+            unpadded: self-attention on unpadded tokens (:mod:`multihead.unpadding`):
+                ``query`` is ``(N, E)``, the real tokens of a ``(B, T)`` batch; the
+                projections compute on those N rows only, the attention on the padded
+                layout (zeros at the padding, which ``mask`` must keep from being
+                attended), and ``out`` is ``(N, E)``. No key, value or cache.
 
         Returns:
             ``(out, weights)``: out ``(B, Tq, E)``; weights ``(B, Hq, Tq, Tk)`` or None.
@@ -370,14 +384,19 @@ class MultiHeadAttention(nn.Module):
         self_attention = key is None
         key = query if key is None else key
         value = key if value is None else value
-        self._check_inputs(query, key, value, self_attention)
-        q, k, v = self.project(query, key, value)
+        if unpadded is None:
+            self._check_inputs(query, key, value, self_attention)
+            b, t = query.shape[:2]
+        else:
+            self._check_unpadded(query, self_attention, cache, unpadded)
+            b, t = unpadded.batch, unpadded.length
+        q, k, v = self.project(query, key, value, unpadded)
         m = as_mask(mask)
         if self.position_bias is not None:
             m = m & AttentionMask(head_biases=(self.position_bias,))
         if positions is not None or self.rotary is not None or cache is not None:
             if positions is None:
-                positions = torch.arange(query.shape[1], device=query.device)
+                positions = torch.arange(t, device=query.device)
             if self.rotary is not None:
                 q = self.rotary(q, positions)
                 k = self.rotary(k, positions) if self_attention else k
@@ -387,14 +406,17 @@ class MultiHeadAttention(nn.Module):
                 m = m.with_query_positions(positions).with_key_positions(key_positions)
         if is_causal:
             m = m & causal_mask(align="bottom_right")
-        hm = self._head_mask(head_mask, query.shape[0], query.device, query.dtype)
+        hm = self._head_mask(head_mask, b, query.device, query.dtype)
         out, weights = self._attend(q, k, v, m, hm, need_weights)
         if self._observers:
             self._notify(q, k, v, out, m, hm, weights)
         # Drop the projections before the output projection allocates: without autograd
         # holding them, inference peaks at the projections or the output, not both.
         del q, k, v
-        return self.out_proj(merge_heads(out)), weights
+        merged = merge_heads(out)  # (B, Tq, Hq*Dv)
+        if unpadded is not None:
+            merged = unpadded.unpad(merged)  # (N, Hq*Dv)
+        return self.out_proj(merged), weights
 
     def _attend(
         self,
@@ -504,6 +526,25 @@ class MultiHeadAttention(nn.Module):
                 f"differ ({query.shape[0]} vs {key.shape[0]}); MultiHeadAttention is "
                 "batch-first and reads (B, T, E)"
             )
+
+    def _check_unpadded(
+        self, query: torch.Tensor, self_attention: bool, cache: object, unpadded: object
+    ) -> None:
+        if not isinstance(unpadded, Unpadded):
+            raise TypeError(f"unpadded must be an Unpadded, got {type(unpadded).__name__}")
+        if not self_attention or cache is not None:
+            raise ValueError(
+                "unpadded= is for self-attention without a cache; got "
+                + ("a key/value" if not self_attention else "a cache")
+            )
+        _checks.require_tensor("query", query)
+        if tuple(query.shape) != (unpadded.count, self.embed_dim):
+            raise ValueError(
+                f"query has shape {tuple(query.shape)} but unpadded= expects the "
+                f"({unpadded.count}, {self.embed_dim}) real tokens (N, E) of a "
+                f"({unpadded.batch}, {unpadded.length}) batch"
+            )
+        self._check_inputs(query.unsqueeze(0), query.unsqueeze(0), query.unsqueeze(0), True)
 
     # ------------------------------------------------------------------ conversions
     @classmethod

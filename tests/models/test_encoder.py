@@ -28,6 +28,23 @@ def test_padding_does_not_change_real_tokens(kw):
     torch.testing.assert_close(p2, p1)
 
 
+def test_a_padded_batch_computes_only_its_real_tokens_and_trains():
+    enc = build(position="rope", num_layers=3).double()
+    x = torch.randint(1, 30, (3, 7))
+    lengths = torch.tensor([7, 3, 5])
+    hidden, _ = enc(x, lengths=lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone, _ = enc(x[i : i + 1, :n])
+        torch.testing.assert_close(hidden[i, :n], alone[0], atol=1e-12, rtol=1e-12)
+        assert hidden[i, n:].abs().sum() == 0  # padding is not computed
+    enc.train()
+    _, pooled = enc(x, lengths=lengths)
+    pooled.sum().backward()
+    grads = [p.grad for p in enc.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert enc.blocks[0].attn.in_proj.weight.grad.abs().sum() > 0
+
+
 def test_attention_is_bidirectional():
     enc = build()
     x = torch.randint(0, 30, (1, 6))

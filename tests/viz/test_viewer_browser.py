@@ -24,6 +24,20 @@ def _ready(opened):
     return opened.page
 
 
+def open_tab(frame, name: str) -> None:
+    """Click the viewer's ``name`` tab in ``frame`` (a page or frame locator) and wait until
+    it shows. Under a loaded CI machine a click on a page inside an iframe once landed
+    beside the tab (the frame's layout moved after Playwright's stability check), so a tab
+    that did not open in 5 s is clicked once more before failing."""
+    shown = frame.locator(f"body[data-tab={name}]")
+    frame.locator(f"#mh-tab-{name}").click()
+    try:
+        shown.wait_for(timeout=5_000)
+    except Exception:  # playwright's TimeoutError: click again, then wait for real
+        frame.locator(f"#mh-tab-{name}").click()
+        shown.wait_for(timeout=20_000)
+
+
 def _assert_not_blank(png: bytes) -> None:
     """Not one colour: many distinct colours and a clear pixel spread."""
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
@@ -156,7 +170,7 @@ def test_jupyter_display_runs_sandboxed_in_an_iframe(tmp_path, open_viewer):
     opened = open_viewer(notebook)
     inner = opened.page.frame_locator("iframe")
     inner.locator("body[data-ready=true]").wait_for(timeout=20_000)
-    inner.locator("#mh-tab-model").click()
+    open_tab(inner, "model")
     inner.locator("#mh-grid .cell[data-layer='1'][data-head='2']").click()
     assert inner.locator("#mh-focus").inner_text().startswith("Layer 1, head 2")
     opened.assert_clean()

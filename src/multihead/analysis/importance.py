@@ -174,9 +174,11 @@ class _Gates:
     def _hook(self, i: int):
         def hook(module: MultiHeadAttention, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             query = args[0] if args else kwargs["query"]
+            unpadded = kwargs.get("unpadded")  # query (N, E): the real tokens of (B, T)
+            batch = query.shape[0] if unpadded is None else unpadded.batch
             dtype = module.out_proj.weight.dtype
             gate = torch.ones(
-                query.shape[0], module.num_heads, dtype=dtype, device=query.device
+                batch, module.num_heads, dtype=dtype, device=query.device
             ).requires_grad_(True)  # (B, H_l)
             self.gates[i].append(gate)
             given = kwargs.get("head_mask")

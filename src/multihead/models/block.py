@@ -28,6 +28,7 @@ from multihead.masks import AttentionMask
 from multihead.models.config import TransformerConfig
 from multihead.models.feedforward import FeedForward
 from multihead.positional import ALiBi, alibi_slopes
+from multihead.unpadding import Unpadded
 
 
 def make_norm(config: TransformerConfig) -> nn.Module:
@@ -79,7 +80,9 @@ class TransformerBlock(nn.Module):
     with x ``(B, T, E)``; mask an :class:`~multihead.masks.AttentionMask` (True = may
     attend); head_mask ``(H_l,)`` or ``(B, H_l)`` multiplying each head's output (1 keeps,
     0 removes; differentiable). Returns ``(x, weights)``: ``(B, T, E)`` and the attention
-    weights ``(B, H_l, T, Tk)`` when ``need_weights`` else None.
+    weights ``(B, H_l, T, Tk)`` when ``need_weights`` else None. With ``unpadded=`` (an
+    :class:`~multihead.unpadding.Unpadded`), x and the returned x are the real tokens
+    ``(N, E)`` of a ``(B, T)`` batch: everything but the attention itself computes on them.
 
     An attention-only block (``config.ffn_dim=0``) has ``ffn`` and ``norm2`` set to None:
     ``x + attn(norm1(x))`` (pre-norm) or ``norm1(x + attn(x))`` (post-norm).
@@ -118,6 +121,7 @@ class TransformerBlock(nn.Module):
         cache: KVCacheLayer | None = None,
         head_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        unpadded: Unpadded | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         a, weights = self.attn(
             x if self.post_norm else self.norm1(x),
@@ -126,13 +130,14 @@ class TransformerBlock(nn.Module):
             cache=cache,
             head_mask=head_mask,
             need_weights=need_weights,
+            unpadded=unpadded,
         )
         if self.post_norm:
             x = self.norm1(x + self.dropout(a))
             if self.ffn is not None:
                 x = self.norm2(x + self.ffn(x))
-            return x, weights  # (B, T, E), (B, H_l, T, Tk) | None
+            return x, weights  # (B, T, E) or (N, E), (B, H_l, T, Tk) | None
         x = x + self.dropout(a)
         if self.ffn is not None:
             x = x + self.ffn(self.norm2(x))
-        return x, weights  # (B, T, E), (B, H_l, T, Tk) | None
+        return x, weights  # (B, T, E) or (N, E), (B, H_l, T, Tk) | None

@@ -71,8 +71,8 @@ class Encoder(TransformerStack):
                 (``(L, H)``, ``(B, L, H)``, a sequence or ``{layer: mask}``; 1 keeps a head).
 
         Returns:
-            ``(hidden, pooled)``: ``(B, T, E)`` and ``(B, E)``. Hidden states at padded
-            positions are computed but meaningless.
+            ``(hidden, pooled)``: ``(B, T, E)`` and ``(B, E)``. Only the real tokens are
+            computed (:mod:`multihead.unpadding`); hidden states at padded positions are 0.
         """
         check_tokens("tokens", tokens, self.config.vocab_size)
         t = tokens.shape[1]
@@ -91,8 +91,8 @@ class Encoder(TransformerStack):
             real = padding_mask
         positions = torch.arange(t, device=tokens.device)  # (T,)
         x = self.transform(
-            tokens, positions, mask=mask, head_mask=head_mask, token_types=token_types
-        )  # (B, T, E)
+            tokens, positions, mask=mask, head_mask=head_mask, token_types=token_types, real=real
+        )  # (B, T, E), 0 at the padding
         if self.pooler is not None:
             return x, torch.tanh(self.pooler(x[:, 0]))  # (B, E)
         if self.config.pooling == "first":
@@ -131,7 +131,7 @@ class Encoder(TransformerStack):
         (:func:`~multihead.models.packing.pack_sequences`): each token attends to its own
         sequence only (a block-diagonal mask, True = may attend) at positions restarting
         at 0, so each sequence gets the hidden states it has alone, without computing on
-        padding. Token type 0 everywhere."""
+        padding (free slots are 0). Token type 0 everywhere."""
         if not isinstance(packed, PackedBatch):
             raise TypeError(f"packed must be a PackedBatch, got {type(packed).__name__}")
         check_tokens("packed.tokens", packed.tokens, self.config.vocab_size)
@@ -139,4 +139,5 @@ class Encoder(TransformerStack):
         # The structural mask (a window, if any) compares row slots, which within one
         # sequence differ exactly as its positions do.
         mask = self.mask & masks.dense(packed.allowed())
-        return self.transform(packed.tokens, packed.positions, mask=mask)  # (R, L, E)
+        real = packed.segments >= 0  # (R, L): free slots are not computed
+        return self.transform(packed.tokens, packed.positions, mask=mask, real=real)

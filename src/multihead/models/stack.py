@@ -33,6 +33,7 @@ from multihead.models.embeddings import Embeddings
 from multihead.models.head_mask import HeadMask, split_head_mask
 from multihead.positional import RotaryEmbedding
 from multihead.roles import parameter_roles
+from multihead.unpadding import Unpadded
 
 
 def make_rotary(config: TransformerConfig) -> RotaryEmbedding | None:
@@ -98,6 +99,7 @@ class TransformerStack(nn.Module):
         cache: KVCache | None = None,
         head_mask: HeadMask | None = None,
         token_types: torch.Tensor | None = None,
+        real: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states ``(B, T, E)`` after the final norm.
 
@@ -108,10 +110,18 @@ class TransformerStack(nn.Module):
             cache: a KV cache with one layer per block, or None.
             head_mask: per-layer head masks, any form :func:`split_head_mask` takes.
             token_types: ``(B, T)`` token type ids (checked by the caller), or None.
+            real: ``(B, T)`` bool, **True = a real token**, when the padding is known (and
+                ``mask`` keeps it from being attended): the layers then compute on the real
+                tokens only (:mod:`multihead.unpadding`; not with a cache) and the hidden
+                states are 0 at the padding.
         """
         mask = self.mask if mask is None else mask
         per_layer = split_head_mask(head_mask, heads=self.layer_heads, batch=tokens.shape[0])
         x = self.embed(tokens, positions, token_types)  # (B, T, E)
+        unpadded = None
+        if real is not None and cache is None and not bool(real.all()):
+            unpadded = Unpadded.from_mask(real)
+            x = unpadded.unpad(x)  # (N, E)
         for i, block in enumerate(self.blocks):
             x, _ = block(
                 x,
@@ -119,8 +129,10 @@ class TransformerStack(nn.Module):
                 positions=positions,
                 cache=None if cache is None else cache.layers[i],
                 head_mask=per_layer[i],
+                unpadded=unpadded,
             )
-        return self.norm(x)  # (B, T, E)
+        x = self.norm(x)  # (B, T, E) or (N, E)
+        return x if unpadded is None else unpadded.pad(x)  # (B, T, E)
 
     def check_length(self, t: int) -> None:
         """Learned positions stop at ``max_seq_len``; other schemes have no limit."""

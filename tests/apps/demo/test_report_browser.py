@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.viz.test_viewer_browser import _assert_not_blank
+from tests.viz.test_viewer_browser import _assert_not_blank, open_tab
 
 
 @pytest.mark.slow
@@ -23,7 +23,7 @@ def test_report_page_and_its_viewer_work_offline(small_run, open_viewer, screens
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     viewer = page.frame_locator("iframe")
     viewer.locator("body[data-ready=true]").wait_for(timeout=20_000)
-    viewer.locator("#mh-tab-model").click()
+    open_tab(viewer, "model")
     viewer.locator("#mh-grid .cell[data-layer='1'][data-head='0']").click()
     assert viewer.locator("#mh-focus").inner_text().startswith("Layer 1, head 0")
     page.screenshot(path=screenshot_dir / "demo_report.png", full_page=True)
