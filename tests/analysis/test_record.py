@@ -235,3 +235,27 @@ def test_summary_matches_the_score_functions_on_the_recorded_maps():
     ne = S.normalized_entropy(w, query_mask=qmask, allowed=allowed)
     torch.testing.assert_close(got["normalized_entropy"], ne, atol=1e-5, rtol=1e-5, equal_nan=True)
     assert torch.isnan(got["entropy"][3])  # head masked to 0: no row counts
+
+
+def test_summary_mean_distance_and_confidence_stay_exact_at_long_lengths():
+    """The summary takes the distance as a matrix-vector product and the largest weight as
+    1 / z from the softmax; at T=2048 in float32 both must match the score functions on
+    float64 maps of the same module (relative 1e-5), sharp and broad heads alike."""
+    from multihead.analysis import scores as S
+
+    torch.manual_seed(0)
+    t, e = 2048, 32
+    mha = MultiHeadAttention(e, 2, bias=False)
+    with torch.no_grad():
+        mha.in_proj.weight[:16].mul_(4.0)  # head 0's queries: sharp rows (confidence ~1)
+    x = torch.randn(1, t, e)
+    with torch.no_grad(), record(mha, mode="summary", block=64) as rec:
+        mha(x, is_causal=True)
+    m64 = MultiHeadAttention(e, 2, bias=False).double()
+    m64.load_state_dict({n: p.double() for n, p in mha.state_dict().items()})
+    with torch.no_grad(), record(m64) as maps:
+        m64(x.double(), is_causal=True)
+    w = maps.weights[0]  # (1, 2, T, T) float64
+    got = rec.summary[0].scores()
+    for name, fn in [("mean_distance", S.mean_distance), ("confidence", S.confidence)]:
+        torch.testing.assert_close(got[name], fn(w), rtol=1e-5, atol=0, msg=name)

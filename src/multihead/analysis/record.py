@@ -148,12 +148,12 @@ class _Observer:
         ``(B, H_sel, Tq, Tk)`` when given."""
         heads = self.rec.heads[self.layer]
         summary = self._summary(len(heads))
-        for q0, q1, k0, k1, w, allowed, ent in visible_blocks(p, self.spec["block"]):
+        for q0, q1, k0, k1, w, allowed, known in visible_blocks(p, self.spec["block"]):
             w = _select(w, heads)  # (B, H_sel, tq, tk)
             if out is not None:
                 out[:, :, q0:q1, k0:k1] = w
             block = rows.block(q0, q1, _select(allowed, heads), keys=(k0, k1))
-            summary.update(w, block, entropy=_select(ent, heads))
+            summary.update(w, block, **{k: _select(v, heads) for k, v in known.items()})
             del w  # before the next block is computed
 
     def _summary(self, num_heads: int) -> HeadSummary:
@@ -174,12 +174,16 @@ def _select(t: torch.Tensor | None, heads: list[int] | None) -> torch.Tensor | N
 
 def visible_blocks(
     p: AttentionPoints, block: int
-) -> Iterator[tuple[int, int, int, int, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+) -> Iterator[
+    tuple[int, int, int, int, torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]
+]:
     """:meth:`AttentionPoints.weights_by_rows` restricted to the keys each block of query rows
-    may see: yields ``(q0, q1, k0, k1, w, allowed, ent)`` with ``w`` ``(B, Hq, q1 - q0, k1 -
+    may see: yields ``(q0, q1, k0, k1, w, allowed, known)`` with ``w`` ``(B, Hq, q1 - q0, k1 -
     k0)`` the weights of rows ``[q0, q1)`` on keys ``[k0, k1)`` (every other key of these rows
     has weight 0), ``allowed`` the mask's tile ``(B|1, Hq|1, q1 - q0, k1 - k0)`` or None and
-    ``ent`` ``(B, Hq, q1 - q0)`` each row's entropy ``-sum w log w``.
+    ``known`` what the softmax already gave, each ``(B, Hq, q1 - q0)``: ``entropy`` (each
+    row's ``-sum w log w``), ``top`` (its largest weight) and ``mass`` (its sum), the keyword
+    arguments of :meth:`HeadSummary.update`.
     The key range comes from :meth:`AttentionMask.plan_blocks`, so a causal map costs half
     the full one. Blocks whose rows see no key are skipped."""
     b, hq, tq, d = p.q.shape
@@ -207,26 +211,29 @@ def visible_blocks(
         allowed = bias = None
         if not mask.is_empty:
             allowed, bias = mask.tile(q_pos[:, q0:q1], k0, k1, q0, q1, dtype=cdt, shift=shift)
-        w, ent = softmax_entropy(s, allowed, bias)
+        w, ent, top = softmax_entropy(s, allowed, bias)
         del s  # peak memory: two (B, Hq, block, Tk) tensors at most
+        mass = (top > 0).to(w.dtype)  # (B, Hq, tq): a softmax row sums to 1, an empty one to 0
         if p.head_mask is not None:
             # Scaled rows c * w: -sum c w log(c w) = c H(w) - c log c.
             c = p.head_mask.to(w.dtype)
             c = c.view(-1 if c.dim() == 2 else 1, hq, 1)  # (B|1, Hq, 1)
             w = w * c.unsqueeze(-1)  # (B, Hq, tq, tk)
             ent = c * ent - torch.special.xlogy(c, c)
-        yield q0, q1, k0, k1, w, allowed, ent
+            top, mass = c * top, c * mass
+        yield q0, q1, k0, k1, w, allowed, {"entropy": ent, "top": top, "mass": mass}
         del w
 
 
 def softmax_entropy(
     s: torch.Tensor, allowed: torch.Tensor | None, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Softmax of scores ``s`` ``(B, H, tq, tk)`` over the allowed keys (``allowed``
-    ``(B|1, H|1, tq, tk)`` bool, True = may attend; ``bias`` added first) and each row's
+    ``(B|1, H|1, tq, tk)`` bool, True = may attend; ``bias`` added first), each row's
     entropy ``-sum w log w`` ``(B, H, tq)``, from ``log w = (s - max) - log z`` so no log of
-    the map is taken: ``H = log z - sum_k w (s - max)``. ``s`` is overwritten. Rows with no
-    allowed key get weights 0 (as the core gives them) and entropy 0."""
+    the map is taken: ``H = log z - sum_k w (s - max)``, and each row's largest weight
+    ``exp(0) / z = 1 / z`` ``(B, H, tq)``. ``s`` is overwritten. Rows with no allowed key get
+    weights 0 (as the core gives them), entropy 0 and largest weight 0."""
     low = torch.finfo(s.dtype).min  # finite, so that w * (s - max) is 0, not NaN, off-mask
     if bias is not None:
         s = s + bias
@@ -247,10 +254,12 @@ def softmax_entropy(
     z = w.sum(-1, keepdim=True)  # (B, H, tq, 1)
     w.div_(z)
     ent = z[..., 0].log() - torch.einsum("bhqk,bhqk->bhq", w, s)  # (B, H, tq)
+    top = z[..., 0].reciprocal()  # (B, H, tq): the row's max is exp(0) = 1 before dividing
     if empty is not None and bool(empty.any()):
         w.masked_fill_(empty.unsqueeze(-1), 0.0)
         ent = ent.masked_fill(empty, 0.0)
-    return w, ent
+        top = top.masked_fill(empty, 0.0)
+    return w, ent, top
 
 
 class _State:

@@ -166,10 +166,19 @@ class HeadSummary:
         for name, value in other.sums.items():
             self.sums[name] += value
 
-    def update(self, w: torch.Tensor, rows: Rows, *, entropy: torch.Tensor | None = None) -> None:
-        """Add the rows of ``w`` ``(B, H, tq, Tk)`` (weights of the query rows ``rows``);
-        ``entropy`` ``(B, H, tq)`` gives each row's ``-sum w log w`` when the caller has it
-        (computed here otherwise)."""
+    def update(
+        self,
+        w: torch.Tensor,
+        rows: Rows,
+        *,
+        entropy: torch.Tensor | None = None,
+        top: torch.Tensor | None = None,
+        mass: torch.Tensor | None = None,
+    ) -> None:
+        """Add the rows of ``w`` ``(B, H, tq, Tk)`` (weights of the query rows ``rows``).
+        What the caller already has from its softmax saves a pass over ``w`` each, ``(B, H,
+        tq)``: ``entropy`` each row's ``-sum w log w``, ``top`` its largest weight, ``mass``
+        its sum (each computed here otherwise)."""
         _checks.require_rank("weights", w, 4, "(B, H, Tq, Tk)")
         if w.shape[1] != self.num_heads:
             raise ValueError(
@@ -181,7 +190,8 @@ class HeadSummary:
         # Rows reduce in float32 (float64 maps stay float64); rows add up in float64.
         w = w.detach()
         w = w if w.dtype in (torch.float32, torch.float64) else w.float()
-        for name, value in _row_sums(w, rows, self, entropy).items():
+        known = {"entropy": entropy, "top": top, "mass": mass}
+        for name, value in _row_sums(w, rows, self, known).items():
             self.sums[name] += value.to(self.sums[name].device)
 
     def scores(self) -> dict[str, torch.Tensor]:
@@ -226,17 +236,20 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def _row_sums(
-    w: torch.Tensor, rows: Rows, opt: HeadSummary, ent: torch.Tensor | None
+    w: torch.Tensor, rows: Rows, opt: HeadSummary, known: dict[str, torch.Tensor | None]
 ) -> dict[str, torch.Tensor]:
-    """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``.
+    """The block's contribution to every sum of :class:`HeadSummary`, each ``(H,)``;
+    ``known`` holds the row values the caller has (entropy, top, mass; None = compute).
 
     Elementwise passes over ``(B, H, tq, Tk)`` dominate the cost, so each one is reduced at
-    once (einsum) and the log is taken once."""
-    rowsum = w.sum(-1)  # (B, H, tq)
+    once (einsum, a matrix-vector product) and the log is taken once."""
+    rowsum = w.sum(-1) if known["mass"] is None else known["mass"]  # (B, H, tq)
+    top, top_idx = known["top"], None
     if opt.frequencies is not None:
-        top, top_idx = w.max(-1)  # (B, H, tq) each
-    else:
-        top, top_idx = w.amax(-1), None
+        top, top_idx = w.max(-1)  # (B, H, tq) each: the rare-token score needs the argmax
+    elif top is None:
+        top = w.amax(-1)  # (B, H, tq)
+    ent = known["entropy"]
     keep = top > 0
     if rows.valid is not None:
         keep = keep & rows.valid[:, None, :]  # (B, H, tq)
@@ -254,7 +267,6 @@ def _row_sums(
         ent = -torch.einsum("bhqk,bhqk->bhq", w, torch.add(w, 1e-30).log_())  # (B, H, tq)
     nvis = visible.sum(-1)  # (B|1, H|1, tq)
     many = nvis > 1
-    dist = (q_pos[:, :, None] - k_pos[:, None, :]).abs().to(w.dtype)  # (1|B, tq, Tk)
     out = {
         "rows": total(torch.ones_like(rowsum)),
         "mass": total(rowsum),
@@ -262,7 +274,7 @@ def _row_sums(
         "nent": total(torch.where(many, ent / nvis.clamp(min=2).log(), 0.0)),
         "nent_rows": total(many.expand_as(keep).to(w.dtype)),
         "max": total(top),
-        "distance": total(_rowdot(w, dist)),
+        "distance": total(_distance(w, q_pos, k_pos, rowsum)),
     }
     first = _at_positions(w, k_pos, torch.zeros_like(q_pos).unsqueeze(-1))  # (B, H, tq, 1)
     out["first"] = total(first[..., 0])
@@ -276,6 +288,29 @@ def _row_sums(
     if opt.pairs:
         out["js"], out["js_rows"] = js_sums(w, w, query_mask=rows.valid)
     return out
+
+
+def _distance(
+    w: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, rowsum: torch.Tensor
+) -> torch.Tensor:
+    """``sum_k w[b, h, q, k] |p(q) - p(k)|`` ``(B, H, tq)``, as ``p(q) sum_k w - sum_k w
+    p(k)`` (one matrix-vector product) plus ``2 sum_k w (p(k) - p(q))`` over the keys after
+    the query, taken only on the key columns where some key follows some query of the
+    block (under a causal mask: the diagonal tile). Empty slots (``p(k) = -1``) have
+    weight 0. Positions are taken relative to the block's first query, so the product
+    does not cancel large numbers: the error is relative to the distance itself."""
+    b, h, tq, tk = w.shape
+    ref = q_pos.min()
+    kp = (k_pos - ref).to(w.dtype).expand(b, tk)  # (B, Tk)
+    qp = (q_pos - ref).to(w.dtype).expand(b, tq)  # (B, tq)
+    below = torch.bmm(w.reshape(b, h * tq, tk), kp.unsqueeze(-1)).view(b, h, tq)  # (B, H, tq)
+    dist = qp.unsqueeze(1) * rowsum - below  # (B, H, tq)
+    after = (k_pos > ref).any(0).nonzero()  # key columns after some query
+    if len(after):
+        c0, c1 = int(after[0]), int(after[-1]) + 1
+        ahead = (kp[:, None, c0:c1] - qp[:, :, None]).clamp(min=0)  # (B, tq, c1 - c0)
+        dist = dist + 2 * _rowdot(w[..., c0:c1], ahead)
+    return dist
 
 
 def _rowdot(w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
