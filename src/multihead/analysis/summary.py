@@ -30,6 +30,7 @@ import torch
 
 from multihead import _checks
 from multihead.analysis.redundancy import js_sums
+from multihead.analysis.token_pairs import matching_pairs, pair_row_sums
 
 
 @dataclass
@@ -330,24 +331,45 @@ def _at_positions(w: torch.Tensor, k_pos: torch.Tensor, wanted: torch.Tensor) ->
     return torch.where(idx >= 0, got, 0.0)
 
 
+def _matched(w: torch.Tensor, q_tok, k_tok, rows: Rows, where) -> torch.Tensor:
+    """``sum_k w[b, h, q, k]`` over the keys whose token ``k_tok`` ``(B', Tk)`` equals the
+    query's ``q_tok`` ``(B', tq)`` (both known) and whose positions pass ``where(q_pos,
+    k_pos)`` (elementwise, broadcasting): ``(B, H, tq)``. Lists the matching pairs when they
+    are few (:mod:`multihead.analysis.token_pairs`), else builds the dense pattern."""
+    tq, tk = w.shape[2], w.shape[3]
+    q_pos, k_pos = rows.q_pos, rows.k_pos
+    rows_of_tokens = max(q_tok.shape[0], k_tok.shape[0])  # B'
+    pairs = matching_pairs(q_tok, k_tok, limit=rows_of_tokens * tq * tk // 16)
+    if pairs is None:  # many matches: a (B', tq, Tk) pattern and one pass over w
+        same = (k_tok[:, None, :] == q_tok[:, :, None]) & (q_tok >= 0)[:, :, None]
+        keep = same & where(q_pos[:, :, None], k_pos[:, None, :])  # (B', tq, Tk)
+        return _rowdot(w, keep.to(w.dtype))
+    b, q, k = pairs  # (M,) each
+    qp = q_pos[b.clamp(max=q_pos.shape[0] - 1), q]  # (M,)
+    kp = k_pos[b.clamp(max=k_pos.shape[0] - 1), k]  # (M,)
+    ok = where(qp, kp).nonzero().squeeze(1)  # (M',)
+    shared = max(q_tok.shape[0], k_tok.shape[0]) == 1 and w.shape[0] > 1
+    return pair_row_sums(w, b[ok], q[ok], k[ok], shared=shared)
+
+
 def _token_sums(w, rows: Rows, opt: HeadSummary, total, rowsum, first, top_idx) -> dict:
     """Sums that need the tokens: special, duplicate, induction and rare-token."""
     q_pos, k_pos = rows.q_pos, rows.k_pos
     q_tok = tokens_at(rows.tokens, q_pos)  # (B', tq)
     k_tok = tokens_at(rows.tokens, k_pos)  # (B', Tk)
     prev_tok = tokens_at(rows.tokens, k_pos - 1)  # (B', Tk): the token before each key
-    earlier = k_pos[:, None, :] < q_pos[:, :, None]  # (1|B, tq, Tk)
-    known = (q_tok >= 0)[:, :, None]  # (B', tq, 1)
-    dup = (k_tok[:, None, :] == q_tok[:, :, None]) & earlier & known  # (B', tq, Tk)
-    ind = (prev_tok[:, None, :] == q_tok[:, :, None]) & (k_pos[:, None, :] <= q_pos[:, :, None])
-    ind = ind & known & (k_pos[:, None, :] >= 1)
-    if opt.exclude_first:
-        dup = dup & (k_pos[:, None, :] != 0)
+
+    def duplicate(qp: torch.Tensor, kp: torch.Tensor) -> torch.Tensor:
+        return (kp < qp) & (kp != 0) if opt.exclude_first else kp < qp
+
+    def induction(qp: torch.Tensor, kp: torch.Tensor) -> torch.Tensor:
+        return (kp <= qp) & (kp >= 1)
+
     out = {
         "tmass": total(rowsum),
         "tfirst": total(first),
-        "duplicate": total(_rowdot(w, dup.to(w.dtype))),
-        "induction": total(_rowdot(w, ind.to(w.dtype))),
+        "duplicate": total(_matched(w, q_tok, k_tok, rows, duplicate)),
+        "induction": total(_matched(w, q_tok, prev_tok, rows, induction)),
     }
     if opt.special_tokens is not None:
         special = torch.tensor(opt.special_tokens, dtype=torch.long, device=k_tok.device)
