@@ -37,12 +37,14 @@ def test_each_probe_is_a_fresh_process(server):
 
 
 def test_case_probe_is_positive(server):
-    case = Case("tiny", 1, 512, 64, 4)
+    case = Case("tiny", 1, 1024, 64, 4)
     spec = {"kind": "case", "case": case.to_json(), "competitor": "mh-math", "direction": "fwd"}
     p = server.probe(spec)
     assert p.error is None
-    # math materializes (B, H, T, T) fp32 scores: 4 MiB here, at least once.
-    assert p.mib >= 4.0
+    # math materializes (B, H, T, T) fp32 scores: 16 MiB here, at least once. The peak RSS
+    # growth can fall a little short of an allocation when the allocator reuses pages the
+    # process already holds (3.99 for 4 MiB failed a CI run), hence the probe's tolerance.
+    assert p.mib >= 16.0 - TOLERANCE_MIB
 
 
 def test_errors_are_reported(server):
