@@ -177,35 +177,6 @@ def test_ring_cache_with_a_window_matches_the_windowed_forward():
     assert_same_scores(full, dec, [0, 1])
 
 
-@pytest.mark.parametrize("window", [None, 3])
-def test_visible_blocks_rebuild_the_full_map(window):
-    from multihead.analysis.record import visible_blocks
-    from multihead.masks import key_padding
-
-    mha = MultiHeadAttention(32, 4, num_kv_heads=2)
-    x = torch.randn(2, 9, 32)
-    got = []
-
-    def observe(p):
-        full = torch.zeros_like(p.weights())
-        spans = []
-        for q0, q1, k0, k1, w, _, _ in visible_blocks(p, 4):
-            full[:, :, q0:q1, k0:k1] = w
-            spans.append((q0, q1, k0, k1))
-        got.append((full, p.weights(), spans))
-
-    mha.add_observer(observe)
-    mask = key_padding(lengths=torch.tensor([9, 6]))
-    if window is not None:
-        from multihead.masks import sliding_window
-
-        mask = mask & sliding_window(window)
-    mha(x, mask=mask, is_causal=True, head_mask=torch.tensor([1.0, 0.5, 1.0, 0.0]))
-    full, ref, spans = got[0]
-    torch.testing.assert_close(full, ref)
-    assert spans[0] == (0, 4, 0, 4)  # causal: the first block sees only its own keys
-
-
 def test_summary_matches_the_score_functions_on_the_recorded_maps():
     from multihead.analysis import scores as S
     from multihead.masks import key_padding

@@ -41,13 +41,12 @@ import torch
 from torch import nn
 
 from multihead import _checks
+from multihead.analysis.blocks import select, visible_blocks, weight_map
 from multihead.analysis.layers import attention_layers, resolve_layers
 from multihead.analysis.summary import HeadSummary, Rows
-from multihead.backends import math as math_backend
 from multihead.observation import AttentionPoints
 
 MODES = ("weights", "summary")
-BLOCK_ELEMENTS = 1 << 22  # scores per block (16 MiB in float32)
 
 
 def default_max_bytes() -> int:
@@ -136,8 +135,8 @@ class _Observer:
                 # summarised on the way.
                 w = p.q.new_zeros(b, len(heads), tq, p.k.shape[2])  # (B, H_sel, Tq, Tk)
                 self._blocks(p, rows, w)
-            else:  # the core's own weights: one matmul and softmax, the fastest when kept
-                w = _select(p.weights().detach(), heads)  # (B, H_sel, Tq, Tk)
+            else:  # computed over the visible key blocks only, in cache-sized tiles
+                w = weight_map(p, heads, spec["block"])  # (B, H_sel, Tq, Tk)
             self.rec.maps[self.layer].append(w)
             self.rec.stored_bytes += w.numel() * w.element_size()
             return
@@ -149,11 +148,11 @@ class _Observer:
         heads = self.rec.heads[self.layer]
         summary = self._summary(len(heads))
         for q0, q1, k0, k1, w, allowed, known in visible_blocks(p, self.spec["block"]):
-            w = _select(w, heads)  # (B, H_sel, tq, tk)
+            w = select(w, heads)  # (B, H_sel, tq, tk)
             if out is not None:
                 out[:, :, q0:q1, k0:k1] = w
-            block = rows.block(q0, q1, _select(allowed, heads), keys=(k0, k1))
-            summary.update(w, block, **{k: _select(v, heads) for k, v in known.items()})
+            block = rows.block(q0, q1, select(allowed, heads), keys=(k0, k1))
+            summary.update(w, block, **{k: select(v, heads) for k, v in known.items()})
             del w  # before the next block is computed
 
     def _summary(self, num_heads: int) -> HeadSummary:
@@ -163,103 +162,6 @@ class _Observer:
             s = HeadSummary(num_heads, **{k: self.spec[k] for k in names})
             self.rec.summary[self.layer] = s
         return s
-
-
-def _select(t: torch.Tensor | None, heads: list[int] | None) -> torch.Tensor | None:
-    """Keep the query heads ``heads`` of ``t`` ``(B|1, H|1, ...)`` (a shared head stays)."""
-    if t is None or t.shape[1] == 1 or heads == list(range(t.shape[1])):
-        return t
-    return t[:, heads]  # (B|1, H_sel, ...)
-
-
-def visible_blocks(
-    p: AttentionPoints, block: int
-) -> Iterator[
-    tuple[int, int, int, int, torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]
-]:
-    """:meth:`AttentionPoints.weights_by_rows` restricted to the keys each block of query rows
-    may see: yields ``(q0, q1, k0, k1, w, allowed, known)`` with ``w`` ``(B, Hq, q1 - q0, k1 -
-    k0)`` the weights of rows ``[q0, q1)`` on keys ``[k0, k1)`` (every other key of these rows
-    has weight 0), ``allowed`` the mask's tile ``(B|1, Hq|1, q1 - q0, k1 - k0)`` or None and
-    ``known`` what the softmax already gave, each ``(B, Hq, q1 - q0)``: ``entropy`` (each
-    row's ``-sum w log w``), ``top`` (its largest weight) and ``mass`` (its sum), the keyword
-    arguments of :meth:`HeadSummary.update`.
-    The key range comes from :meth:`AttentionMask.plan_blocks`, so a causal map costs half
-    the full one. Blocks whose rows see no key are skipped."""
-    b, hq, tq, d = p.q.shape
-    k = p.k if p.kv_index is None else p.k.index_select(1, p.kv_index)  # (B, Hkv', Tk, D)
-    tk, hkv = k.shape[2], k.shape[1]
-    if hq == 0 or tq == 0 or tk == 0:
-        return
-    cdt = math_backend.compute_dtype(p.q.dtype)
-    # At most BLOCK_ELEMENTS scores per block: long inputs take fewer rows at a time, so the
-    # block's few (B, Hq, rows, Tk) temporaries stay small beside the forward's own memory.
-    block = max(1, min(block, BLOCK_ELEMENTS // (b * hq * tk)))
-    mask = p.mask
-    q_pos = mask.query_pos(tq, tk, p.q.device)  # (1|B, Tq)
-    shift = mask.align_shift(tq, tk)
-    plan = [(q0, min(q0 + block, tq), 0, tk) for q0 in range(0, tq, block)]
-    if not mask.is_empty:
-        plan = [(pb.q0, pb.q1, pb.lo, pb.hi) for pb in mask.plan_blocks(tq, tk, block)]
-    groups = hq // hkv
-    for q0, q1, k0, k1 in plan:
-        if k1 <= k0:
-            continue
-        qb = (p.q[:, :, q0:q1].to(cdt) * p.scale).reshape(b, hkv, groups * (q1 - q0), d)
-        kt = k[:, :, k0:k1].to(cdt).transpose(-1, -2)  # (B, Hkv', D, tk)
-        s = torch.matmul(qb, kt).view(b, hq, q1 - q0, k1 - k0)  # (B, Hq, tq, tk)
-        allowed = bias = None
-        if not mask.is_empty:
-            allowed, bias = mask.tile(q_pos[:, q0:q1], k0, k1, q0, q1, dtype=cdt, shift=shift)
-        w, ent, top = softmax_entropy(s, allowed, bias)
-        del s  # peak memory: two (B, Hq, block, Tk) tensors at most
-        mass = (top > 0).to(w.dtype)  # (B, Hq, tq): a softmax row sums to 1, an empty one to 0
-        if p.head_mask is not None:
-            # Scaled rows c * w: -sum c w log(c w) = c H(w) - c log c.
-            c = p.head_mask.to(w.dtype)
-            c = c.view(-1 if c.dim() == 2 else 1, hq, 1)  # (B|1, Hq, 1)
-            w = w * c.unsqueeze(-1)  # (B, Hq, tq, tk)
-            ent = c * ent - torch.special.xlogy(c, c)
-            top, mass = c * top, c * mass
-        yield q0, q1, k0, k1, w, allowed, {"entropy": ent, "top": top, "mass": mass}
-        del w
-
-
-def softmax_entropy(
-    s: torch.Tensor, allowed: torch.Tensor | None, bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Softmax of scores ``s`` ``(B, H, tq, tk)`` over the allowed keys (``allowed``
-    ``(B|1, H|1, tq, tk)`` bool, True = may attend; ``bias`` added first), each row's
-    entropy ``-sum w log w`` ``(B, H, tq)``, from ``log w = (s - max) - log z`` so no log of
-    the map is taken: ``H = log z - sum_k w (s - max)``, and each row's largest weight
-    ``exp(0) / z = 1 / z`` ``(B, H, tq)``. ``s`` is overwritten. Rows with no allowed key get
-    weights 0 (as the core gives them), entropy 0 and largest weight 0."""
-    low = torch.finfo(s.dtype).min  # finite, so that w * (s - max) is 0, not NaN, off-mask
-    if bias is not None:
-        s = s + bias
-        s.masked_fill_(torch.isneginf(s), low)
-    empty = None  # rows with no key to attend, read from the mask as the core does
-    if allowed is not None:
-        blocked = ~allowed
-        cols = blocked.flatten(0, 2).any(0).nonzero()  # key columns with a blocked pair
-        if len(cols):  # fill only those columns (under causal: the block's own diagonal tile)
-            c0, c1 = int(cols[0]), int(cols[-1]) + 1
-            s[..., c0:c1].masked_fill_(blocked[..., c0:c1], low)
-        empty = ~allowed.any(-1)  # (B|1, H|1, tq)
-    if bias is not None:
-        none = torch.isneginf(bias).all(-1)
-        empty = none if empty is None else empty | none
-    s.sub_(s.amax(-1, keepdim=True))  # s - max <= 0
-    w = torch.exp(s)
-    z = w.sum(-1, keepdim=True)  # (B, H, tq, 1)
-    w.div_(z)
-    ent = z[..., 0].log() - torch.einsum("bhqk,bhqk->bhq", w, s)  # (B, H, tq)
-    top = z[..., 0].reciprocal()  # (B, H, tq): the row's max is exp(0) = 1 before dividing
-    if empty is not None and bool(empty.any()):
-        w.masked_fill_(empty.unsqueeze(-1), 0.0)
-        ent = ent.masked_fill(empty, 0.0)
-        top = top.masked_fill(empty, 0.0)
-    return w, ent, top
 
 
 class _State:
@@ -366,7 +268,7 @@ def record(
             ``{layer: sequence}`` (indices into the layer's current heads).
         mode: ``"weights"`` keeps the maps; ``"summary"`` keeps per-head sums only.
         block: query rows per block (at most; fewer when a block would hold more than
-            :data:`BLOCK_ELEMENTS` scores).
+            :data:`~multihead.analysis.blocks.BLOCK_ELEMENTS` scores).
         max_bytes: weights mode refuses (MemoryError, before computing) to keep more maps
             than this; default :func:`default_max_bytes`.
         summarize: also accumulate the summary in weights mode (always on in summary mode).
