@@ -23,9 +23,10 @@ from multihead.masks import AttentionMask
 from multihead.observation import AttentionPoints
 
 BLOCK_ELEMENTS = 1 << 22  # scores per block for summaries (16 MiB in float32)
-# Scores per block for a kept map: tiles of a few MiB stay in cache between the matmul, the
-# softmax and the copy into the map (measured on this project's machine: at T=1024 with 8
-# heads, 64-row tiles took 35 ms per layer where one full-map matmul and softmax took 49).
+# Scores per block for a kept map: tiles of 2 MiB in float32 stay in cache between the
+# matmul, the softmax and the copy into the map (in a quick sweep on this project's machine,
+# 2**19 was the fastest of 2**17 to 2**20, which were within about 20 % of each other; the
+# whole-model cost is in benchmarks/RESULTS.md, "Attention capture cost").
 MAP_ELEMENTS = 1 << 19
 
 
