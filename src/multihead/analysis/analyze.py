@@ -139,6 +139,23 @@ def analyze(
         model.train(was_training)
     if count == 0:
         raise ValueError("batches yielded no batch; there is nothing to analyse")
+    info = _model_info(model, ids, mode, count, exclude_first, thresholds, redundancy)
+    report = HeadReport(info, _entries(model, rec, thresholds))
+    if redundancy is not None:
+        report.model["redundant_clusters"] = _clusters(model, rec, redundancy)
+    return report
+
+
+def _model_info(
+    model: nn.Module,
+    ids: list[int],
+    mode: str,
+    count: int,
+    exclude_first: bool,
+    thresholds: RoleThresholds | None,
+    redundancy: float | None,
+) -> dict[str, Any]:
+    """The report's ``model`` section: what was analysed and how."""
     info = {
         "class": type(model).__name__,
         "num_layers": len(attention_layers(model)),
@@ -156,10 +173,7 @@ def analyze(
             "threshold": redundancy,
             "scope": "model" if mode == "weights" else "layer",
         }
-    report = HeadReport(info, _entries(model, rec, thresholds))
-    if redundancy is not None:
-        report.model["redundant_clusters"] = _clusters(model, rec, redundancy)
-    return report
+    return info
 
 
 def _count(model: nn.Module, batches: Sequence[Any]) -> torch.Tensor | None:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from multihead import _checks
+from multihead import _hugepages as hugepages
 from multihead.analysis.blocks import select, visible_blocks, weight_map
 from multihead.analysis.layers import attention_layers, resolve_layers
 from multihead.analysis.summary import HeadSummary, Rows
@@ -133,7 +134,8 @@ class _Observer:
             if spec["summarize"]:
                 # Written block by block over the keys each block may see (the rest stays 0),
                 # summarised on the way.
-                w = p.q.new_zeros(b, len(heads), tq, p.k.shape[2])  # (B, H_sel, Tq, Tk)
+                shape = (b, len(heads), tq, p.k.shape[2])
+                w = hugepages.zeros(shape, dtype=p.q.dtype, device=p.q.device)  # (B, H_sel, Tq, Tk)
                 self._blocks(p, rows, w)
             else:  # computed over the visible key blocks only, in cache-sized tiles
                 w = weight_map(p, heads, spec["block"])  # (B, H_sel, Tq, Tk)
