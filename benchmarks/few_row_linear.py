@@ -4,9 +4,11 @@ Part 1, the products: for each weight shape of a SmolLM-135M-shaped decoder (30 
 width 576, 9 query and 3 KV heads, FFN 1536, vocab 49152) and of all-MiniLM-L6-v2 (width 384,
 FFN 1536), and each row count n, one pass multiplies n rows by ``copies`` distinct copies of
 the weight (more bytes than the caches hold, as in a decode step, which reads every weight
-once), through ``F.linear`` and through ``multihead.linear.linear``. Part 2: greedy decoding
-of the random-weight SmolLM-shaped ``DecoderLM`` (32 new tokens after 16 prompt tokens) with
-the few-row rule on and off (``multihead.linear.MAX_ROWS = 0``), the tokens checked equal.
+once), through ``F.linear`` and in the transposed form ``(W @ x^T)^T``
+(``multihead.linear.transposed``); the last column says whether this CPU's rule
+(``multihead.linear.ROW_RANGES``) takes that form for n. Part 2: greedy decoding of the
+random-weight SmolLM-shaped ``DecoderLM`` (32 new tokens after 16 prompt tokens) with this
+CPU's rule on and off (``multihead.linear.MAX_ROWS = 0``), the tokens checked equal.
 
 Interleaved rounds in shuffled order, in one process (multihead_apps.bench.timing); each
 speed-up is the median of the per-round ratios, with their range.
@@ -35,7 +37,7 @@ SHAPES = {
     "MiniLM q/k/v (1152 x 384)": (1152, 384),
     "MiniLM down (384 x 1536)": (384, 1536),
 }
-ROWS = (1, 2, 8, 32, 64, 128)
+ROWS = (1, 2, 4, 8, 16, 32, 48, 64, 128)
 
 
 def products(rounds: int, copies: int) -> list[tuple[str, int, float, float, float, str]]:
@@ -53,7 +55,7 @@ def products(rounds: int, copies: int) -> list[tuple[str, int, float, float, flo
 
             def ours(x=x, weights=weights):
                 for w in weights:
-                    few.linear(x, w)
+                    few.transposed(x, w)
 
             calls[f"plain{n}"], calls[f"ours{n}"] = plain, ours
         with torch.no_grad():
@@ -85,17 +87,18 @@ def decoding(rounds: int) -> list[tuple[int, float, float, float, str]]:
     torch.manual_seed(0)
     model = DecoderLM(cfg).eval()
     out = []
+    rule = few.rows_for(few.cpu_vendor())
     for b in (1, 8):
         prompt = torch.randint(0, 49152, (b, 16), generator=torch.Generator().manual_seed(b))
         results = {}
 
-        def run(rows: int, key: str, p=prompt, results=results) -> None:
-            few.MAX_ROWS = rows
+        def run(rows: tuple[int, int], key: str, p=prompt, results=results) -> None:
+            few.MIN_ROWS, few.MAX_ROWS = rows
             results[key] = model.generate(p, max_new_tokens=32)
 
-        calls = {"on": lambda: run(64, "on"), "off": lambda: run(0, "off")}
+        calls = {"on": lambda: run(rule, "on"), "off": lambda: run((0, 0), "off")}
         t = interleave(calls, rounds=rounds)
-        few.MAX_ROWS = 64
+        few.MIN_ROWS, few.MAX_ROWS = rule
         if results["on"] != results["off"]:
             raise AssertionError(f"greedy tokens differ with and without the rule at batch {b}")
         lo, hi = t.ratio_range("off", "on")
@@ -122,11 +125,22 @@ def main() -> None:
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     rows = products(args.rounds, args.copies)
     dec = decoding(max(3, args.rounds // 2))
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32; load average {load}\n")
-    print("| weight | rows n | F.linear us | multihead.linear us | speed-up | per-round range |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    vendor = few.cpu_vendor() or "unknown"
+    lo, hi = few.rows_for(few.cpu_vendor())
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, fp32; load average {load}; CPU "
+        f"vendor {vendor}: the rule takes the transposed form for "
+        + (f"{lo}-{hi} rows" if hi else "no row count")
+        + "\n"
+    )
+    print(
+        "| weight | rows n | F.linear us | (W x^T)^T us | speed-up | per-round range "
+        "| rule takes it here |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
     for name, n, plain, ours, speedup, rng in rows:
-        print(f"| {name} | {n} | {plain:.0f} | {ours:.0f} | {speedup:.2f}x | {rng} |")
+        taken = "yes" if max(lo, 2) <= n <= hi else "no"
+        print(f"| {name} | {n} | {plain:.0f} | {ours:.0f} | {speedup:.2f}x | {rng} | {taken} |")
     print(
         "\n| greedy decode, SmolLM-shaped | rule off, tokens/s | rule on, tokens/s | speed-up "
         "| per-round range |"

@@ -1,6 +1,6 @@
 """The few-row linear: F.linear's product to rounding in the transposed form, the same output
-for the same input, and everything outside inference on a few CPU rows left to F.linear bit
-for bit."""
+for the same input, the row range by CPU vendor, and everything outside inference on the
+chosen CPU rows left to F.linear bit for bit."""
 
 import pytest
 import torch
@@ -10,9 +10,18 @@ from multihead import linear as few
 from multihead.linear import Linear, linear
 
 
+@pytest.fixture
+def rule(monkeypatch):
+    """The AMD rule (2 to 64 rows) whatever this machine's CPU, so every test takes the
+    transposed path where it means to."""
+    monkeypatch.setattr(few, "MIN_ROWS", 2)
+    monkeypatch.setattr(few, "MAX_ROWS", 64)
+
+
 @pytest.mark.parametrize("shape", [(2, 16), (3, 5, 16), (4, 1, 16), (few.MAX_ROWS, 16)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_a_few_rows_give_f_linear_to_rounding_and_the_same_output_each_time(shape, with_bias):
+def test_a_few_rows_give_f_linear_to_rounding_and_the_same_output_each_time(shape, with_bias, rule):
+    assert few._few_rows(torch.randn(*shape), torch.randn(24, 16)) > 0  # the transposed path
     torch.manual_seed(0)
     w, b = torch.randn(24, 16), torch.randn(24) if with_bias else None
     x = torch.randn(*shape)
@@ -25,7 +34,7 @@ def test_a_few_rows_give_f_linear_to_rounding_and_the_same_output_each_time(shap
     torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_the_rule_can_be_turned_off(monkeypatch):
+def test_the_rule_can_be_turned_off(monkeypatch, rule):
     w, x = torch.randn(24, 16), torch.randn(4, 16)
     monkeypatch.setattr(few, "MAX_ROWS", 0)
     with torch.no_grad():
@@ -35,7 +44,7 @@ def test_the_rule_can_be_turned_off(monkeypatch):
 @pytest.mark.parametrize(
     "case", ["one row", "too many rows", "autograd", "float64 input, float32 weight"]
 )
-def test_outside_few_cpu_inference_rows_it_is_f_linear_bit_for_bit(case):
+def test_outside_few_cpu_inference_rows_it_is_f_linear_bit_for_bit(case, rule):
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(24, 16))
     x = {
@@ -67,3 +76,40 @@ def test_linear_is_an_nn_linear_with_the_same_state_and_hooks():
     with torch.no_grad():
         layer(torch.randn(5, 16))
     assert seen == [torch.Size([5, 24])]
+
+
+def test_the_row_range_follows_the_cpu_vendor(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    monkeypatch.setattr(few, "_CPUINFO", info)
+    for text, vendor, rows in (
+        ("processor\t: 0\nvendor_id\t: AuthenticAMD\n", "AuthenticAMD", (2, 64)),
+        ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel\t: 143\n", "GenuineIntel", (8, 48)),
+        ("processor\t: 0\nCPU implementer\t: 0x41\n", "", (0, 0)),  # arm64: none named
+    ):
+        info.write_text(text)
+        assert few.cpu_vendor() == vendor and few.rows_for(vendor) == rows
+    monkeypatch.setattr(few, "_CPUINFO", tmp_path / "missing")
+    assert few.cpu_vendor() == "" and few.rows_for("SomeOtherVendor") == (0, 0)
+
+
+def test_row_counts_below_the_range_keep_f_linear(monkeypatch):
+    monkeypatch.setattr(few, "MIN_ROWS", 8)
+    monkeypatch.setattr(few, "MAX_ROWS", 48)
+    w = torch.randn(24, 16)
+    with torch.no_grad():
+        for n, taken in ((4, False), (7, False), (8, True), (48, True), (49, False)):
+            x = torch.randn(n, 16)
+            assert (few._few_rows(x, w) > 0) is taken, n
+            if not taken:
+                assert torch.equal(linear(x, w), F.linear(x, w))
+
+
+def test_the_transposed_form_is_f_linear_to_rounding_at_any_row_count():
+    torch.manual_seed(1)
+    w, b = torch.randn(24, 16), torch.randn(24)
+    for shape in ((1, 16), (3, 7, 16), (130, 16)):
+        x = torch.randn(*shape)
+        got = few.transposed(x, w, b)
+        assert got.shape == (*shape[:-1], 24)
+        ref = F.linear(x.double(), w.double(), b.double())
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
