@@ -60,3 +60,15 @@ def test_small_buffers_other_devices_and_no_huge_pages_take_torch_zeros(monkeypa
     assert hp.available() is False
     big = hp.zeros((hp.MIN_BYTES,), dtype=torch.uint8)
     assert big.untyped_storage().resizable() and not big.any()  # an ordinary torch tensor
+
+
+def test_a_refused_mapping_falls_back_to_torch_zeros(monkeypatch):
+    if not hp.available():
+        pytest.skip("no transparent huge pages: zeros is torch.zeros anyway")
+
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(hp.mmap, "mmap", refuse)
+    t = hp.zeros((hp.MIN_BYTES,), dtype=torch.uint8)
+    assert t.untyped_storage().resizable() and not t.any()

@@ -53,8 +53,11 @@ def zeros(
     nbytes = math.prod(shape) * itemsize
     if torch.device(device).type != "cpu" or nbytes < MIN_BYTES or not available():
         return torch.zeros(shape, dtype=dtype, device=device)
-    region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    region.madvise(mmap.MADV_HUGEPAGE)
+    try:
+        region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        region.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # no address space or a kernel that refuses the advice: torch's memory
+        return torch.zeros(shape, dtype=dtype, device=device)
     start = ctypes.addressof(ctypes.c_char.from_buffer(region))
     offset = -start % HUGE_PAGE  # the kernel backs only 2 MiB-aligned ranges with huge pages
     flat = torch.frombuffer(region, dtype=torch.uint8, count=nbytes, offset=offset)
