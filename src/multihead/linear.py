@@ -71,15 +71,19 @@ MIN_ROWS, MAX_ROWS = rows_for(cpu_vendor())
 
 
 def _few_rows(x: torch.Tensor, weight: torch.Tensor) -> int:
-    """n when ``x`` takes the transposed form, else 0."""
-    if x.device.type != "cpu" or x.dtype != weight.dtype or x.dim() == 0:
+    """n when ``x`` takes the transposed form, else 0. The row count is checked first: most
+    calls (one decode row, a long prompt) leave here after a few attribute reads."""
+    shape = x.shape
+    if not shape or not shape[-1] or shape[-1] != weight.shape[1]:
+        return 0
+    n = x.numel() // shape[-1]
+    if not max(MIN_ROWS, 2) <= n <= MAX_ROWS:
+        return 0
+    if x.device.type != "cpu" or x.dtype != weight.dtype or torch.compiler.is_compiling():
         return 0
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return 0
-    if torch.compiler.is_compiling() or x.shape[-1] != weight.shape[1] or x.shape[-1] == 0:
-        return 0
-    n = x.numel() // x.shape[-1]
-    return n if max(MIN_ROWS, 2) <= n <= MAX_ROWS else 0
+    return n
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
