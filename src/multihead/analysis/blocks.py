@@ -19,7 +19,7 @@ import torch
 
 from multihead import _hugepages as hugepages
 from multihead.backends import math as math_backend
-from multihead.masks import AttentionMask
+from multihead.backends.blockwise import has_dense_parts, mask_tile
 from multihead.observation import AttentionPoints
 
 BLOCK_ELEMENTS = 1 << 22  # scores per block for summaries (16 MiB in float32)
@@ -33,29 +33,25 @@ MAP_ELEMENTS = 1 << 19
 def weight_map(p: AttentionPoints, heads: list[int], block: int) -> torch.Tensor:
     """The weights of the query heads ``heads``, ``(B, H_sel, Tq, Tk)`` in q's dtype, equal
     to :meth:`AttentionPoints.weights` (head mask applied, 0 for keys a row may not see and
-    for rows that see none). Only the keys each block of rows may see are scored, and a
-    mask with no dense part (padding, dense masks, biases) is rendered only on the tiles'
-    edges, where :meth:`AttentionMask.plan_blocks` says some query of the block may not see
-    some key. The map lives on huge pages where the kernel offers them
+    for rows that see none). Only the keys each block of rows may see are scored, and the
+    mask is applied as the blockwise backend applies it
+    (:func:`~multihead.backends.blockwise.mask_tile`: structural parts only on the tiles'
+    edges). The map lives on huge pages where the kernel offers them
     (:func:`multihead._hugepages.zeros`). Not differentiable (the map is kept)."""
     b, _, tq, _ = p.q.shape
     tk = p.k.shape[2]
     shape = (b, len(heads), tq, tk)
     out = hugepages.zeros(shape, dtype=p.q.dtype, device=p.q.device)  # (B, H_sel, Tq, Tk)
-    mask, low = p.mask, None
-    dense = not mask.is_empty and has_dense_parts(mask)
+    dense = has_dense_parts(p.mask)
     for tile in score_tiles(p, block, MAP_ELEMENTS):
-        s, (q0, q1), (k0, k1) = tile.scores, tile.rows, tile.keys
-        low = torch.finfo(s.dtype).min if low is None else low
-        if dense or mask.is_empty:
-            allowed, bias = tile.render(structure=not mask.is_empty)
-            w = softmax_rows(s, allowed, bias)
-        else:
-            seen = tile.fill_edges(low)  # (B|1, H|1, tq) or None when every row sees a key
-            w = torch.softmax(s, dim=-1)  # (B, Hq, tq, tk)
-            if seen is not None and not bool(seen.all()):
-                w.masked_fill_(~seen.unsqueeze(-1), 0.0)
-        del s
+        (q0, q1), (k0, k1) = tile.rows, tile.keys
+        seen = tile.mask_in_place(dense)  # (B|1, Hkv|1, G|1, tq, 1) or None: every row
+        w = torch.softmax(tile.scores, dim=-1)  # (B, Hq, tq, tk)
+        tile.scores = None
+        if seen is not None:
+            bb, hq, rows, cols = w.shape
+            w5 = w.view(bb, tile.kv_heads, hq // tile.kv_heads, rows, cols)  # (B,Hkv,G,tq,tk)
+            w5.masked_fill_(~seen, 0.0)  # a row that sees no key: 0, not softmax's NaN
         if p.head_mask is not None:
             w.mul_(_head_scale(p.head_mask, w.dtype, w.shape[1]).unsqueeze(-1))
         out[:, :, q0:q1, k0:k1] = select(w, heads)  # the rest of the map stays 0
@@ -71,54 +67,38 @@ def select(t: torch.Tensor | None, heads: list[int] | None) -> torch.Tensor | No
 
 
 class Tile:
-    """One block's scores ``(B, Hq, tq, tk)`` (queries ``rows``, keys ``keys``) and how to
-    render its mask."""
+    """One block's scores ``(B, Hq, tq, tk)`` (queries ``rows``, keys ``keys``, the query
+    heads in groups sharing ``kv_heads`` key heads) and how to apply its mask: ``edges``
+    are the key ranges outside the block's fully visible ones (:meth:`QueryBlock.chunks`)."""
 
-    def __init__(self, scores, rows, keys, full, mask, q_pos, shift) -> None:
-        self.scores, self.rows, self.keys, self.full = scores, rows, keys, full
-        self.mask, self.q_pos, self.shift = mask, q_pos, shift
+    def __init__(self, scores, rows, keys, edges, kv_heads, mask, q_pos, shift) -> None:
+        self.scores, self.rows, self.keys, self.edges = scores, rows, keys, edges
+        self.kv_heads, self.mask, self.q_pos, self.shift = kv_heads, mask, q_pos, shift
 
-    def render(self, structure: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def render(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The mask's ``(allowed, bias)`` on the whole tile (:meth:`AttentionMask.tile`)."""
         if self.mask.is_empty:
             return None, None
         (q0, q1), (k0, k1) = self.rows, self.keys
         return self.mask.tile(
-            self.q_pos[:, q0:q1], k0, k1, q0, q1,
-            dtype=self.scores.dtype, structure=structure, shift=self.shift,
-        )  # fmt: skip
+            self.q_pos[:, q0:q1], k0, k1, q0, q1, dtype=self.scores.dtype, shift=self.shift
+        )
 
-    def fill_edges(self, low: float) -> torch.Tensor | None:
-        """For a mask with no dense part: write ``low`` where the structure blocks a pair,
-        rendering only the columns outside the block's fully visible keys. Returns which rows
-        see some key, ``(B|1, H|1, tq)``, or None when every row does."""
+    def mask_in_place(self, dense: bool) -> torch.Tensor | None:
+        """Write ``-inf`` into the scores where the mask forbids a pair (and add its biases),
+        as the blockwise backend does; ``dense``: the mask has parts to render on every
+        tile (:func:`~multihead.backends.blockwise.has_dense_parts`). Returns which rows
+        see some key, ``(B|1, Hkv|1, G|1, tq, 1)``, or None when every row does."""
+        if not (self.edges or dense):
+            return None
+        b, hq, tq, tk = self.scores.shape
         (q0, q1), (k0, k1) = self.rows, self.keys
-        f0, f1 = max(self.full[0], k0), min(self.full[1], k1)
-        edges = [(k0, f0), (f1, k1)] if f1 > f0 else [(k0, k1)]
-        seen: torch.Tensor | bool | None = None if f1 > f0 else False  # False: none yet
-        for a, e in edges:
-            if e <= a:
-                continue
-            allowed, _ = self.mask.tile(
-                self.q_pos[:, q0:q1], a, e, q0, q1, dtype=self.scores.dtype, shift=self.shift
-            )  # (B|1, H|1, tq, e - a) or None: every pair of these columns may attend
-            if allowed is None:
-                seen = None
-                continue
-            self.scores[..., a - k0 : e - k0].masked_fill_(~allowed, low)
-            if seen is not None:
-                seen = allowed.any(-1) | seen  # (B|1, H|1, tq)
-        return seen
-
-
-def has_dense_parts(mask: AttentionMask) -> bool:
-    """Parts of ``mask`` that must be rendered on every tile, not only on its edges."""
-    return (
-        mask.key_padding is not None
-        or mask.allowed is not None
-        or mask.additive is not None
-        or bool(mask.head_biases)
-    )
+        groups = hq // self.kv_heads
+        s = self.scores.view(b, self.kv_heads, groups * tq, tk)  # (B, Hkv, G*tq, tk)
+        return mask_tile(
+            s, self.mask, self.q_pos[:, q0:q1], q0, q1, k0, k1, groups, self.edges, dense,
+            self.shift,
+        )  # fmt: skip
 
 
 def score_tiles(p: AttentionPoints, block: int, elements: int) -> Iterator[Tile]:
@@ -141,20 +121,20 @@ def score_tiles(p: AttentionPoints, block: int, elements: int) -> Iterator[Tile]
     mask = p.mask
     q_pos = mask.query_pos(tq, tk, p.q.device)  # (1|B, Tq)
     shift = mask.align_shift(tq, tk)
-    plan = [(q0, min(q0 + block, tq), 0, tk, 0, tk) for q0 in range(0, tq, block)]
-    if not mask.is_empty:
+    plan = [(q0, min(q0 + block, tq), 0, tk, []) for q0 in range(0, tq, block)]
+    if not mask.is_empty:  # each block's keys [lo, hi) as one chunk, with its edges
         plan = [
-            (pb.q0, pb.q1, pb.lo, pb.hi, pb.full_lo, pb.full_hi)
+            (pb.q0, pb.q1, pb.lo, pb.hi, pb.chunks(pb.hi - pb.lo)[0][2] if pb.hi > pb.lo else [])
             for pb in mask.plan_blocks(tq, tk, block)
         ]
     groups = hq // hkv
-    for q0, q1, k0, k1, f0, f1 in plan:
+    for q0, q1, k0, k1, edges in plan:
         if k1 <= k0:
             continue
         qb = (p.q[:, :, q0:q1].to(cdt) * p.scale).reshape(b, hkv, groups * (q1 - q0), d)
         kt = k[:, :, k0:k1].transpose(-1, -2)  # (B, Hkv', D, tk), a view
         s = torch.matmul(qb, kt).view(b, hq, q1 - q0, k1 - k0)  # (B, Hq, tq, tk)
-        yield Tile(s, (q0, q1), (k0, k1), (f0, f1), mask, q_pos, shift)
+        yield Tile(s, (q0, q1), (k0, k1), edges, hkv, mask, q_pos, shift)
         del s
 
 
@@ -231,31 +211,3 @@ def softmax_entropy(
         ent = ent.masked_fill(empty, 0.0)
         top = top.masked_fill(empty, 0.0)
     return w, ent, top
-
-
-def softmax_rows(
-    s: torch.Tensor, allowed: torch.Tensor | None, bias: torch.Tensor | None
-) -> torch.Tensor:
-    """Softmax of scores ``s`` ``(B, H, tq, tk)`` over the allowed keys (``allowed``
-    ``(B|1, H|1, tq, tk)`` bool, True = may attend; ``bias`` added first), in one fused
-    pass: the weights ``(B, H, tq, tk)``, 0 on a row with no allowed key (as the core gives
-    them). ``s`` may be overwritten. :func:`softmax_entropy` without the statistics."""
-    low = torch.finfo(s.dtype).min  # finite: a row with no allowed key stays NaN-free
-    empty = None
-    if bias is not None:
-        s = s + bias
-        none = torch.isneginf(bias).all(-1)  # (B|1, H|1, tq)
-        s.masked_fill_(torch.isneginf(s), low)
-        empty = none
-    if allowed is not None:
-        blocked = ~allowed
-        cols = blocked.flatten(0, 2).any(0).nonzero()  # key columns with a blocked pair
-        if len(cols):
-            c0, c1 = int(cols[0]), int(cols[-1]) + 1
-            s[..., c0:c1].masked_fill_(blocked[..., c0:c1], low)
-        nothing = ~allowed.any(-1)  # (B|1, H|1, tq)
-        empty = nothing if empty is None else empty | nothing
-    w = torch.softmax(s, dim=-1)
-    if empty is not None and bool(empty.any()):
-        w.masked_fill_(empty.unsqueeze(-1), 0.0)
-    return w

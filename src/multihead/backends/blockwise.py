@@ -45,7 +45,7 @@ def choose_blocks(
     return block_q, min(block_k, max(k_len, 1))
 
 
-def _has_dense_parts(mask: AttentionMask) -> bool:
+def has_dense_parts(mask: AttentionMask) -> bool:
     """Parts of the mask that must be rendered on every tile (not only on edge tiles)."""
     return (
         mask.key_padding is not None
@@ -55,7 +55,7 @@ def _has_dense_parts(mask: AttentionMask) -> bool:
     )
 
 
-def _mask_tile(
+def mask_tile(
     s: torch.Tensor,
     mask: AttentionMask,
     q_pos: torch.Tensor,
@@ -69,7 +69,8 @@ def _mask_tile(
     shift: int,
 ) -> torch.Tensor | None:
     """Apply the mask to the score tile ``s`` ``(B, Hkv, G*tq, tk)`` (keys ``[k0, k1)``) in
-    place. Returns which query rows the mask lets see some key of the tile: bool
+    place, ``-inf`` where a pair may not attend (also what analysis.blocks builds kept maps
+    with). Returns which query rows the mask lets see some key of the tile: bool
     broadcastable to ``(B, Hkv, G, tq, 1)``, or None when every row does.
 
     Structural parts (causal, window, lengths) are rendered only on the ``edges`` columns;
@@ -127,7 +128,7 @@ def _forward(
     hkv, tk_all, dv = k.shape[1], k.shape[2], v.shape[-1]
     g = hq // hkv
     cdt = compute_dtype(q.dtype)
-    dense = _has_dense_parts(mask)
+    dense = has_dense_parts(mask)
     q5 = q.view(b, hkv, g, tq_all, d)  # (B, Hkv, G, Tq, D)
     out_mem = q.new_zeros(b, tq_all, hq, dv)  # (B, Tq, Hq, Dv)
     out5 = out_mem.view(b, tq_all, hkv, g, dv).permute(0, 2, 3, 1, 4)  # (B, Hkv, G, Tq, Dv)
@@ -154,7 +155,7 @@ def _forward(
             s = torch.matmul(qb, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
             rows = None
             if edges or dense:
-                rows = _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense, shift)
+                rows = mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense, shift)
             if seen is not None:
                 seen = None if rows is None else seen | rows
             m_blk = s.amax(dim=-1, keepdim=True)  # (B, Hkv, G*tq, 1)
@@ -200,7 +201,7 @@ def _backward(
     hkv, tk_all, dv = k.shape[1], k.shape[2], v.shape[-1]
     g = hq // hkv
     cdt = compute_dtype(q.dtype)
-    dense = _has_dense_parts(mask)
+    dense = has_dense_parts(mask)
     q5 = q.view(b, hkv, g, tq_all, d)  # (B, Hkv, G, Tq, D)
     do5 = dout.reshape(b, hkv, g, tq_all, dv)  # (B, Hkv, G, Tq, Dv)
     # delta_i = sum_j P_ij dP_ij = <dO_i, O_i>: the softmax backward's row term.
@@ -231,7 +232,7 @@ def _backward(
             vb = v[:, :, k0:k1].to(cdt)  # (B, Hkv, tk, Dv)
             s = torch.matmul(qs, kb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
             if edges or dense:
-                _mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense, shift)
+                mask_tile(s, mask, q_pos[:, q0:q1], q0, q1, k0, k1, g, edges, dense, shift)
             p = s.sub_(lse_b).exp_()  # recomputed probabilities (B, Hkv, G*tq, tk)
             dvv[:, :, k0:k1] += torch.matmul(p.transpose(-1, -2), dob)  # (B, Hkv, tk, Dv)
             dp = torch.matmul(dob, vb.transpose(-1, -2))  # (B, Hkv, G*tq, tk)
