@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multihead import packed_weights
+
 # Row counts (MIN_ROWS, MAX_ROWS) that take the transposed form, by the CPU vendor that
 # /proc/cpuinfo names; measured as the module docstring says.
 ROW_RANGES = {"AuthenticAMD": (2, 64), "GenuineIntel": (8, 48)}
@@ -88,7 +90,11 @@ def _few_rows(x: torch.Tensor, weight: torch.Tensor) -> int:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``: x ``(..., E)``, weight ``(O, E)``, bias ``(O,)`` ->
-    ``(..., O)``; a few rows in inference on the CPU take the transposed form (module doc)."""
+    ``(..., O)``; inside :func:`multihead.packed_weights.use` by the packed weight, else a
+    few rows in inference on the CPU take the transposed form (module doc)."""
+    y = packed_weights.linear(x, weight, bias)
+    if y is not None:
+        return y
     n = _few_rows(x, weight)
     if not n:
         return F.linear(x, weight, bias)

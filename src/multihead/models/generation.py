@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from multihead import _checks
+from multihead import _checks, packed_weights
 from multihead.models.embeddings import check_tokens
 
 if TYPE_CHECKING:
@@ -197,6 +198,13 @@ def _steps(
     rows = torch.arange(b, device=device)
     was_training = model.training
     model.eval()
+    # Decode steps multiply B rows by every weight: pack the weights for B rows (the
+    # packed_weights module says when it pays).
+    pack = (
+        use_cache
+        and device.type == "cpu"
+        and packed_weights.worth_packing(model, b, b * max_new_tokens)
+    )
     try:
         cache = None
         if use_cache:
@@ -220,7 +228,9 @@ def _steps(
             if cache is not None:
                 # The fed tokens come from the vocabulary by construction: no range check.
                 step = cache.next_positions(1)  # (B, 1)
-                last = model.head(model.transform_cached(feed[:, None], step, cache)[:, -1])
+                with packed_weights.use(model, rows=b) if pack else contextlib.nullcontext():
+                    hidden = model.transform_cached(feed[:, None], step, cache)  # (B, 1, E)
+                    last = model.head(hidden[:, -1])  # (B, V)
             else:
                 seq[rows, lengths] = feed
                 lengths = lengths + 1
