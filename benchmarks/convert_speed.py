@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,15 +127,17 @@ def smollm_shaped(path: str):
     return hf, from_pretrained(path).eval()
 
 
-def bench_decode(rounds: int, new_tokens: int, batches: tuple[int, ...]) -> list[Row]:
+def bench_decode(
+    rounds: int, new_tokens: int, batches: tuple[int, ...], compiled: bool = False
+) -> list[Row]:
+    """Greedy decoding, eager and (``compiled``) with ``compile=True``; the compile happens
+    in an untimed warm-up call whose time is printed."""
     with tempfile.TemporaryDirectory() as path:
         hf, model = smollm_shaped(path)
     calls: dict[str, Callable[[], object]] = {}
+    kinds = [("ours", False)] + ([("ours_c", True)] if compiled else [])
     for b in batches:
         prompt = torch.randint(0, 49152, (b, 16), generator=torch.Generator().manual_seed(b))
-
-        def ours(p=prompt):
-            return model.generate(p, max_new_tokens=new_tokens)
 
         def theirs(p=prompt):
             with torch.no_grad():
@@ -148,20 +151,32 @@ def bench_decode(rounds: int, new_tokens: int, batches: tuple[int, ...]) -> list
                 )
             return out[:, p.shape[1] :].tolist()
 
-        if ours() != theirs():
-            raise AssertionError(f"greedy tokens differ from transformers at batch {b}")
-        calls[f"ours{b}"], calls[f"hf{b}"] = ours, theirs
+        expected = theirs()
+        for name, compile_step in kinds:
+
+            def ours(p=prompt, c=compile_step):
+                return model.generate(p, max_new_tokens=new_tokens, compile=c)
+
+            start = time.perf_counter()
+            if ours() != expected:
+                raise AssertionError(f"greedy tokens of {name} differ from transformers, batch {b}")
+            took = time.perf_counter() - start
+            print(f"{name} batch {b}: first call (packing or compiling) {took:.1f} s")
+            calls[f"{name}{b}"] = ours
+        calls[f"hf{b}"] = theirs
     t = interleave(calls, rounds=rounds, warmup=0)
+    label = "SmolLM-135M-shaped greedy decode, batch {b}, {n} new tokens{how}, tokens/s"
     return _rows(
         t,
         [
             (
-                f"SmolLM-135M-shaped greedy decode, batch {b}, {new_tokens} new tokens, tokens/s",
-                f"ours{b}",
+                label.format(b=b, n=new_tokens, how=", compiled" if c else ""),
+                f"{name}{b}",
                 f"hf{b}",
                 lambda s, b=b: f"{b * new_tokens / s:.1f}",
             )
             for b in batches
+            for name, c in kinds
         ],
     )
 
@@ -172,6 +187,11 @@ def main() -> None:
     parser.add_argument("--decode-rounds", type=int, default=3, help="rounds of decoding")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens decoded per run")
     parser.add_argument("--skip", choices=("minilm", "decode"), help="leave one part out")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also decode with compile=True (compiles once per batch size, minutes)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     start = _load()
@@ -179,7 +199,7 @@ def main() -> None:
     if args.skip != "minilm":
         rows += bench_minilm(args.rounds)
     if args.skip != "decode":
-        rows += bench_decode(args.decode_rounds, args.new_tokens, (1, 8))
+        rows += bench_decode(args.decode_rounds, args.new_tokens, (1, 8), args.compile)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32; load average "
         f"(1/5/15 min) {start} at the start, {_load()} at the end\n"

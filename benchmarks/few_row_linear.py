@@ -8,7 +8,8 @@ once), through ``F.linear`` and in the transposed form ``(W @ x^T)^T``
 (``multihead.linear.transposed``); the last column says whether this CPU's rule
 (``multihead.linear.ROW_RANGES``) takes that form for n. Part 2: greedy decoding of the
 random-weight SmolLM-shaped ``DecoderLM`` (32 new tokens after 16 prompt tokens) with this
-CPU's rule on and off (``multihead.linear.MAX_ROWS = 0``), the tokens checked equal.
+CPU's rule on and off (``multihead.linear.MAX_ROWS = 0``), packed weights off
+(benchmarks/packed_linear.py measures those), the tokens checked equal.
 
 Interleaved rounds in shuffled order, in one process (multihead_apps.bench.timing); each
 speed-up is the median of the per-round ratios, with their range.
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import multihead.linear as few
+from multihead import packed_weights
 from multihead.models import DecoderConfig, DecoderLM
 from multihead_apps.bench.timing import interleave
 
@@ -88,6 +90,7 @@ def decoding(rounds: int) -> list[tuple[int, float, float, float, str]]:
     model = DecoderLM(cfg).eval()
     out = []
     rule = few.rows_for(few.cpu_vendor())
+    packed_weights.ENABLED = False  # packed weights would take these products over
     for b in (1, 8):
         prompt = torch.randint(0, 49152, (b, 16), generator=torch.Generator().manual_seed(b))
         results = {}

@@ -220,9 +220,11 @@ class RotaryEmbedding(nn.Module):
         The layers of a model share this module and rotate at the same positions tensor, so
         the last angles are reused while the positions are the same, unmodified tensor
         (identity and version counter) and ``inv_freq`` is the same buffer."""
-        memo = self._angles_memo
+        # Compiled code neither reads nor writes the memo: a guard on it would recompile the
+        # graph whenever eager code replaced it.
         remember = not (torch.compiler.is_compiling() or positions.is_inference())
-        if remember and memo is not None:
+        memo = self._angles_memo if remember else None
+        if memo is not None:
             pos_t, versions, inv_freq, angles = memo
             same = pos_t is positions and inv_freq is self.inv_freq
             if same and versions == (positions._version, inv_freq._version):
@@ -241,11 +243,12 @@ class RotaryEmbedding(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``[cos, cos]`` and ``[-sin, sin]`` ``(1 | B, 1, T, R)`` for the half-split layout,
         kept beside the angles they were built from."""
-        memo = self._full_memo
+        compiling = torch.compiler.is_compiling()  # compiled code keeps off the memo
+        memo = None if compiling else self._full_memo
         if memo is not None and memo[0] is cos:
             return memo[1]
         full = (torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1))  # (1|B,1,T,R)
-        if not torch.compiler.is_compiling():
+        if not compiling:
             self._full_memo = (cos, full)
         return full
 

@@ -29,6 +29,7 @@ def text_run(tmp_path_factory):
         (["--top-k", "0"], "--top-k: top_k must be an integer >= 1, got 0"),
         (["--top-p", "1.5"], "--top-p: top_p must be a finite number in (0, 1]"),
         (["--max-new-tokens", "100"], "exceeds max_seq_len=64"),  # found by the stream
+        (["--compile", "--no-cache"], "--compile compiles the cached decode step"),
     ],
 )
 def test_bad_arguments_fail_before_anything_is_written(text_run, capsys, flags, message):
@@ -79,3 +80,12 @@ def test_a_damaged_checkpoint_is_refused_unless_no_verify(tmp_path, text_run, ca
     err = capsys.readouterr().err
     assert "model.safetensors" in err and "SHA-256" in err
     assert main([*argv, "--no-verify"]) == 0
+
+
+def test_compile_prints_what_eager_decoding_prints(text_run, capsys):
+    flags = ["--prompt", "def add(", "--temperature", "0", "--max-new-tokens", "6"]
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", text_run, *flags]) == 0
+    eager = capsys.readouterr().out
+    assert main(["generate", "--checkpoint", text_run, *flags, "--compile"]) == 0
+    assert capsys.readouterr().out == eager

@@ -238,6 +238,7 @@ class DecoderLM(TransformerStack):
         sampling: Sampling | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        compile: bool = False,
         **options: Any,
     ) -> Iterator[torch.Tensor]:
         """Generate token by token: yields ``(B,)`` new tokens per step, ``-1`` for rows that
@@ -249,6 +250,7 @@ class DecoderLM(TransformerStack):
             sampling=Sampling.build(sampling, options),
             use_cache=use_cache,
             generator=generator,
+            compile=compile,
         )
 
     def generate(
@@ -259,6 +261,7 @@ class DecoderLM(TransformerStack):
         sampling: Sampling | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        compile: bool = False,
         **options: Any,
     ) -> list[list[int]]:
         """Continue each prompt; returns the new tokens of each (a stop token ends a row and
@@ -275,6 +278,10 @@ class DecoderLM(TransformerStack):
             use_cache: decode with a KV cache (default) or recompute the whole prefix each
                 step; greedy results are the same.
             generator: a ``torch.Generator`` for reproducible sampling.
+            compile: decode with one compiled graph per step
+                (:mod:`~multihead.models.compiled_decode`: faster steps after a compile of
+                seconds to minutes, weights copied while the compiled step lives); needs
+                ``use_cache``. Logits agree with eager decoding to rounding.
         """
         return generation.generate(
             self,
@@ -283,4 +290,5 @@ class DecoderLM(TransformerStack):
             sampling=Sampling.build(sampling, options),
             use_cache=use_cache,
             generator=generator,
+            compile=compile,
         )

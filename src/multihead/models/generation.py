@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from multihead import _checks, packed_weights
+from multihead.models import compiled_decode
 from multihead.models.embeddings import check_tokens
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ def stream(
     sampling: Sampling,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    compile: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Yield ``(B,)`` new tokens per step, ``-1`` for rows that have already stopped (see
     :meth:`DecoderLM.generate`). The model runs in eval mode and gets its mode back.
@@ -162,6 +164,9 @@ def stream(
     a bad argument fails at the call that gave it."""
     _checks.require_int("max_new_tokens", max_new_tokens, minimum=0)
     _checks.require_bool("use_cache", use_cache)
+    _checks.require_bool("compile", compile)
+    if compile and not use_cache:
+        raise ValueError("compile=True compiles the cached decode step; it needs use_cache=True")
     vocab = model.config.vocab_size
     bad = [t for t in sampling.stop_tokens if t >= vocab]
     if bad:
@@ -174,7 +179,9 @@ def stream(
             f"prompt ({int(lengths.max())}) + max_new_tokens ({max_new_tokens}) = {total} "
             f"exceeds max_seq_len={model.config.max_seq_len} of the learned positions"
         )
-    return _steps(model, tokens, lengths, total, max_new_tokens, sampling, use_cache, generator)
+    return _steps(
+        model, tokens, lengths, total, max_new_tokens, sampling, use_cache, generator, compile
+    )
 
 
 # A generator function's body runs at each next(), outside the no_grad of the call that made
@@ -189,6 +196,7 @@ def _steps(
     sampling: Sampling,
     use_cache: bool,
     generator: torch.Generator | None,
+    compile: bool = False,
 ) -> Iterator[torch.Tensor]:
     """The decoding loop of :func:`stream` on checked, padded ``tokens`` ``(B, Tp)`` with
     ``lengths`` ``(B,)``."""
@@ -202,13 +210,19 @@ def _steps(
     # packed_weights module says when it pays).
     pack = (
         use_cache
+        and not compile
         and device.type == "cpu"
         and packed_weights.worth_packing(model, b, b * max_new_tokens)
     )
     try:
-        cache = None
+        cache = compiled = None
         if use_cache:
-            cache = model.new_cache(b, total)
+            if compile:
+                compiled = compiled_decode.step_for(model, b, total)
+                cache = compiled.cache
+                cache.reset()  # the compiled step's own cache (compiled_decode says why)
+            else:
+                cache = model.new_cache(b, total)
             cache.set_prompt_lengths(lengths)
             prefill = torch.arange(tokens.shape[1], device=device)  # (Tp,)
             hidden = model.transform_cached(tokens, prefill, cache)  # (B, Tp, E)
@@ -228,9 +242,12 @@ def _steps(
             if cache is not None:
                 # The fed tokens come from the vocabulary by construction: no range check.
                 step = cache.next_positions(1)  # (B, 1)
-                with packed_weights.use(model, rows=b) if pack else contextlib.nullcontext():
-                    hidden = model.transform_cached(feed[:, None], step, cache)  # (B, 1, E)
-                    last = model.head(hidden[:, -1])  # (B, V)
+                if compiled is not None:
+                    last = compiled(feed[:, None], step)  # (B, V)
+                else:
+                    with packed_weights.use(model, rows=b) if pack else contextlib.nullcontext():
+                        hidden = model.transform_cached(feed[:, None], step, cache)  # (B, 1, E)
+                        last = model.head(hidden[:, -1])  # (B, V)
             else:
                 seq[rows, lengths] = feed
                 lengths = lengths + 1
@@ -247,6 +264,7 @@ def generate(
     sampling: Sampling,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    compile: bool = False,
 ) -> list[list[int]]:
     """Collect :func:`stream`'s tokens: each prompt's new tokens (a stop token included)."""
     out: list[list[int]] = []
@@ -257,6 +275,7 @@ def generate(
         sampling=sampling,
         use_cache=use_cache,
         generator=generator,
+        compile=compile,
     )
     for step_tokens in steps:
         if not out:
