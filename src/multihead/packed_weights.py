@@ -10,8 +10,9 @@ weight for its batch size B and multiplies by the packed copy at each step.
 Measured on an Intel Xeon (2 threads, fp32, the 121 weights of a 135M-parameter Llama,
 ``python benchmarks/packed_linear.py``; benchmarks/RESULTS.md,
 "Packed weights and compiled decoding"):
-one pass over all weights took 1.19x less time packed at 1 row, 1.01x at 2, 1.3x-1.6x at 4
-to 64 rows, against :func:`multihead.linear.linear`'s best form.
+one pass over all weights took 1.08-1.19x less time packed at 1 row, 0.95-1.01x at 2 (no
+gain), 1.07-1.6x at 4 to 64 rows, against :func:`multihead.linear.linear`'s best form;
+greedy decoding gained 1.12x at batch 1 and 1.22x at batch 8.
 
 Costs, and the rules that bound them:
 
