@@ -71,7 +71,8 @@ def products(rounds: int, copies: int) -> list[tuple[str, int, float, float, flo
     return out
 
 
-def decoding(rounds: int) -> list[tuple[int, float, float, float, str]]:
+def smollm_decoder() -> DecoderLM:
+    """The random-weight SmolLM-135M-shaped DecoderLM (seed 0) the decoding parts time."""
     cfg = DecoderConfig(
         vocab_size=49152,
         max_seq_len=2048,
@@ -87,7 +88,11 @@ def decoding(rounds: int) -> list[tuple[int, float, float, float, str]]:
         tie_embeddings=True,
     )
     torch.manual_seed(0)
-    model = DecoderLM(cfg).eval()
+    return DecoderLM(cfg).eval()
+
+
+def decoding(rounds: int) -> list[tuple[int, float, float, float, str]]:
+    model = smollm_decoder()
     out = []
     rule = few.rows_for(few.cpu_vendor())
     packed_weights.ENABLED = False  # packed weights would take these products over

@@ -20,11 +20,11 @@ import argparse
 import os
 
 import torch
+from few_row_linear import smollm_decoder  # a sibling script: benchmarks/ is on sys.path
 from torch import nn
 
 from multihead import packed_weights
 from multihead.linear import linear
-from multihead.models import DecoderConfig, DecoderLM
 from multihead_apps.bench.timing import interleave
 
 LAYER = [(960, 576), (576, 576), (3072, 576), (576, 1536)]
@@ -64,22 +64,7 @@ def products(rounds: int) -> list[tuple[int, float, float, float, str]]:
 
 
 def decoding(rounds: int) -> list[tuple[int, float, float, float, str]]:
-    cfg = DecoderConfig(
-        vocab_size=49152,
-        max_seq_len=2048,
-        d_model=576,
-        num_layers=30,
-        num_heads=9,
-        num_kv_heads=3,
-        ffn_dim=1536,
-        activation="swiglu",
-        norm="rmsnorm",
-        bias=False,
-        position="rope",
-        tie_embeddings=True,
-    )
-    torch.manual_seed(0)
-    model = DecoderLM(cfg).eval()
+    model = smollm_decoder()
     out = []
     for b in (1, 8):
         prompt = torch.randint(0, 49152, (b, 16), generator=torch.Generator().manual_seed(b))
